@@ -1,0 +1,1 @@
+"""SMPL body model: loading, forward kinematics, derived tables, priors, synthetic model."""

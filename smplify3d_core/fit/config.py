@@ -1,0 +1,113 @@
+"""Fitting configuration: the presets in ``config/*.yaml`` as typed dataclasses.
+
+Every key is documented in the YAML files; unknown keys are an error so that a typo does not
+silently fall back to a default.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, asdict
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
+PRESETS = ("demo", "humanm3", "sloper4d")
+
+
+@dataclass
+class IcpConfig:
+    enabled: bool = True
+    iterations: int = 100
+    keep_rotation: bool = False
+    max_distance_m: Optional[float] = None
+
+
+@dataclass
+class Stage1Config:
+    iterations: int = 20
+    sigma_px: float = 100.0
+    shape_weight: float = 17.5
+
+
+@dataclass
+class Stage2Config:
+    iterations: int = 50
+    sigma_px: float = 100.0
+    pose_weight: float = 3.0
+    angle_weight: float = 1.0
+    shape_weight: float = 17.5
+    pointcloud_weight: float = 600.0
+    deviation_weight: float = 135.0
+
+
+@dataclass
+class Stage3Config:
+    iterations: int = 20
+    sigma_px: float = 50.0
+    pointcloud_weight: float = 1500.0
+    shape_weight: float = 0.0
+
+
+@dataclass
+class FitConfig:
+    joint_conf_threshold: float = 0.6
+    dot_product_threshold: float = -1.0
+    learning_rate: float = 0.01
+    visibility_filter: bool = True
+    use_lidar: bool = True
+    min_lidar_points: int = 10
+    nearest_neighbours: str = "auto"
+    pose_prior_path: Optional[str] = None
+    icp: IcpConfig = field(default_factory=IcpConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    stage3: Stage3Config = field(default_factory=Stage3Config)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "FitConfig":
+        nested = {"icp": IcpConfig, "stage1": Stage1Config, "stage2": Stage2Config, "stage3": Stage3Config}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown keys {unknown}; valid keys are {sorted(known)}")
+        values = {}
+        for key, value in data.items():
+            if key in nested:
+                sub_known = {f.name for f in fields(nested[key])}
+                bad = sorted(set(value or {}) - sub_known)
+                if bad:
+                    raise ValueError(f"{source}: unknown keys {bad} under {key!r}; valid keys are {sorted(sub_known)}")
+                values[key] = nested[key](**(value or {}))
+            else:
+                values[key] = value
+        config = cls(**values)
+        if config.nearest_neighbours not in ("auto", "kdtree", "brute"):
+            raise ValueError(f"{source}: nearest_neighbours must be auto, kdtree or brute, got {config.nearest_neighbours!r}")
+        return config
+
+    @classmethod
+    def from_yaml(cls, path) -> "FitConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"fit config {path} does not exist; presets: {', '.join(PRESETS)} in {CONFIG_DIR}")
+        return cls.from_dict(yaml.safe_load(path.read_text()) or {}, source=str(path))
+
+    @classmethod
+    def preset(cls, name: str) -> "FitConfig":
+        """Load ``config/<name>.yaml`` (demo, humanm3, sloper4d)."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
+        return cls.from_yaml(CONFIG_DIR / f"{name}.yaml")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_fit_config(name_or_path: Optional[str]) -> FitConfig:
+    """A preset name, a YAML path, or None (the demo preset)."""
+    if name_or_path is None:
+        return FitConfig.preset("demo")
+    if name_or_path in PRESETS:
+        return FitConfig.preset(name_or_path)
+    return FitConfig.from_yaml(name_or_path)

@@ -1,0 +1,260 @@
+"""The three-stage SMPLify-3D optimizer (DESIGN §3), all persons of a frame in one batch.
+
+Stages (Adam, lr from the config, betas (0.9, 0.999)):
+  1. scale — betas; hip-aligned reprojection + shape prior.
+  2. mesh — body_pose, betas, global_orient; hip-aligned reprojection + pose, angle and shape
+     priors + occluded-part deviation + 3D chamfer to the LiDAR points.
+  3. image alignment — translation; reprojection + 3D chamfer.
+before which the visibility filter runs and ICP rigidly aligns the visible surface to the points.
+
+A person whose loss turns non-finite keeps its last finite parameters and is flagged
+``non_finite_loss``; the others go on unaffected.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from smplify3d_core.body.model import SMPLBody
+from smplify3d_core.body.priors import MaxMixturePosePrior, angle_prior, shape_prior
+from smplify3d_core.body.tables import body_tables
+from smplify3d_core.fit.config import FitConfig
+from smplify3d_core.fit.icp import apply_rigid_to_smpl, rigid_icp
+from smplify3d_core.fit.inputs import FitInputs
+from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
+from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
+from smplify3d_core.geometry.nearest import BatchedKDTree, chamfer_distance
+
+PARAM_NAMES = ("global_orient", "body_pose", "betas", "transl")
+
+
+@dataclass
+class FitResult:
+    """Fitted persons (camera frame), tensors on the CPU.
+
+    global_orient (B,3), body_pose (B,69), betas (B,10), transl (B,3); vertices (B,V,3) and
+    joints (B,24,3) in metres; reprojection_error_px (B,) mean over image-visible keypoints;
+    chamfer_m2 (B,) final chamfer distance (0 when the 3D term was not used);
+    lidar_point_count (B,); visible_parts: per person, the LiDAR-visible part names;
+    flags: per person, problems met; valid (B,): False when the person could not be fitted;
+    stage_seconds: wall time per step; stage_losses: per stage, (B,) loss before and after.
+    """
+
+    global_orient: torch.Tensor
+    body_pose: torch.Tensor
+    betas: torch.Tensor
+    transl: torch.Tensor
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    reprojection_error_px: torch.Tensor
+    chamfer_m2: torch.Tensor
+    lidar_point_count: torch.Tensor
+    visible_parts: list
+    flags: list
+    valid: torch.Tensor
+    stage_seconds: dict = field(default_factory=dict)
+    stage_losses: dict = field(default_factory=dict)
+
+
+class SMPLify3D:
+    """Fits SMPL bodies to keypoints and LiDAR points.
+
+    body: the SMPL model (moved to ``device``); config: :class:`FitConfig`;
+    pose_prior: the GMM prior (:class:`MaxMixturePosePrior`).
+    """
+
+    def __init__(self, body: SMPLBody, config: FitConfig, pose_prior: MaxMixturePosePrior, device="cpu", seed: int = 0) -> None:
+        self.device = torch.device(device)
+        self.body = body.to(self.device)
+        self.config = config
+        self.pose_prior = pose_prior.to(self.device)
+        self.seed = seed
+        tables = body_tables(body.data)
+        self.coco_regressor = torch.as_tensor(tables.coco17_regressor, dtype=body.v_template.dtype, device=self.device)
+        self.surface = VisibleSurface(tables, body.faces, device=self.device)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
+
+    def _root_rest(self, betas: torch.Tensor) -> torch.Tensor:
+        shaped = self.body.v_template + torch.einsum("bk,vjk->bvj", betas, self.body.shapedirs[:, :, : betas.shape[1]])
+        return torch.einsum("v,bvc->bc", self.body.J_regressor[0], shaped)
+
+    def _points_index(self, inputs: FitInputs, use_3d: torch.Tensor):
+        """A KD-tree over the (fixed) LiDAR points, built once per fit on the CPU path."""
+        if self.device.type == "cuda" or self.config.nearest_neighbours == "brute":
+            return None
+        return BatchedKDTree(inputs.points, inputs.points_mask & use_3d[:, None])
+
+    def _chamfer(self, vertices, inputs: FitInputs, lidar_parts, use_3d, points_index=None, surface_mask=None) -> torch.Tensor:
+        if surface_mask is None:
+            surface_mask = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin, self.config.dot_product_threshold)
+        return chamfer_distance(
+            vertices[:, self.surface.subset], surface_mask & use_3d[:, None], inputs.points, inputs.points_mask & use_3d[:, None],
+            method=self.config.nearest_neighbours, points_index=points_index,
+        )
+
+    def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor, flags: list, result_losses: dict) -> None:
+        """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses."""
+        if iterations <= 0 or not trainable:
+            return
+        leaves = {k: params[k].detach().clone().requires_grad_(True) for k in trainable}
+        optimizer = torch.optim.Adam(list(leaves.values()), lr=self.config.learning_rate, betas=(0.9, 0.999))
+        last_good = {k: v.detach().clone() for k, v in leaves.items()}
+        first_loss = None
+        losses = None
+        for _ in range(iterations):
+            optimizer.zero_grad(set_to_none=False)
+            losses = loss_fn({**params, **leaves})
+            finite = torch.isfinite(losses)
+            newly_bad = active & ~finite
+            for b in torch.nonzero(newly_bad).flatten().tolist():
+                flags[b].append(f"non_finite_loss_{name}")
+            active &= finite
+            if first_loss is None:
+                first_loss = losses.detach().clone()
+            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+            if total.requires_grad:
+                total.backward()
+            with torch.no_grad():
+                for key, leaf in leaves.items():
+                    if leaf.grad is not None:
+                        leaf.grad[~active] = 0.0
+                        leaf.grad.nan_to_num_(0.0, 0.0, 0.0)
+                        last_good[key][active] = leaf[active].detach()
+            optimizer.step()
+            with torch.no_grad():
+                for key, leaf in leaves.items():
+                    leaf[~active] = last_good[key][~active]
+        with torch.no_grad():
+            final = loss_fn({**params, **leaves})
+            for key, leaf in leaves.items():
+                bad = ~torch.isfinite(leaf).all(1)
+                leaf[bad] = last_good[key][bad]
+                params[key] = leaf.detach()
+        result_losses[name] = (first_loss.cpu(), final.detach().cpu())
+
+    # -- main entry ------------------------------------------------------------------------
+    def fit(self, inputs: FitInputs) -> FitResult:
+        """Run visibility filter, ICP and the three stages on a batch of persons."""
+        cfg = self.config
+        torch.manual_seed(self.seed)
+        timings: dict = {}
+        stage_losses: dict = {}
+        flags = [list(f) for f in inputs.flags]
+        batch = inputs.batch_size
+        active = inputs.usable.clone()
+
+        start = time.perf_counter()
+        if cfg.visibility_filter:
+            visibility = keypoint_visibility(inputs.confidence, inputs.lidar_flag, cfg.joint_conf_threshold)
+        else:
+            visibility = all_visible(batch, self.device)
+        below = inputs.confidence.amax(1) < cfg.joint_conf_threshold
+        for b in torch.nonzero(below).flatten().tolist():
+            flags[b].append("low_keypoint_confidence")
+        point_count = inputs.points_mask.sum(1)
+        use_3d = (point_count >= cfg.min_lidar_points) & torch.tensor(cfg.use_lidar, device=self.device)
+        for b in torch.nonzero((point_count > 0) & (point_count < cfg.min_lidar_points)).flatten().tolist():
+            flags[b].append("too_few_lidar_points")
+        image_conf = inputs.confidence * visibility.image_keypoints
+        deviation_weights = occluded_joint_weights(visibility.image_parts).to(inputs.confidence.dtype)
+        timings["visibility"] = time.perf_counter() - start
+
+        params = {
+            "global_orient": inputs.init_global_orient.clone(),
+            "body_pose": inputs.init_body_pose.clone(),
+            "betas": inputs.init_betas.clone(),
+            "transl": inputs.init_transl.clone(),
+        }
+
+        start = time.perf_counter()
+        if cfg.icp.enabled and cfg.use_lidar and bool(use_3d.any()):
+            with torch.no_grad():
+                out = self.body(**params)
+                surface_mask = self.surface.mask(out.vertices, visibility.lidar_parts, inputs.sensor_origin, cfg.dot_product_threshold)
+                surface_mask &= use_3d[:, None] & active[:, None]
+                transform = rigid_icp(
+                    out.vertices[:, self.surface.subset], surface_mask, inputs.points, inputs.points_mask,
+                    iterations=cfg.icp.iterations, with_rotation=not cfg.icp.keep_rotation,
+                    max_distance=cfg.icp.max_distance_m,
+                )
+                new_orient, new_transl = apply_rigid_to_smpl(
+                    params["global_orient"], params["transl"], self._root_rest(params["betas"]),
+                    transform.rotation, transform.translation,
+                )
+                moved = surface_mask.any(1)
+                params["global_orient"] = torch.where(moved[:, None], new_orient, params["global_orient"])
+                params["transl"] = torch.where(moved[:, None], new_transl, params["transl"])
+        timings["icp"] = time.perf_counter() - start
+
+        init_body_pose = params["body_pose"].clone()
+        lidar_parts = visibility.lidar_parts
+        points_index = self._points_index(inputs, use_3d) if cfg.use_lidar else None
+
+        def stage1_loss(p):
+            out = self.body(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
+            reprojection = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K, cfg.stage1.sigma_px, True)
+            return reprojection + cfg.stage1.shape_weight ** 2 * shape_prior(p["betas"])
+
+        def stage2_loss(p):
+            out = self.body(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
+            s2 = cfg.stage2
+            loss = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K, s2.sigma_px, True)
+            loss = loss + s2.pose_weight ** 2 * self.pose_prior(p["body_pose"])
+            loss = loss + s2.angle_weight ** 2 * angle_prior(p["body_pose"])
+            loss = loss + s2.shape_weight ** 2 * shape_prior(p["betas"])
+            loss = loss + s2.deviation_weight ** 2 * occluded_part_deviation(p["body_pose"], init_body_pose, deviation_weights)
+            if cfg.use_lidar:
+                loss = loss + s2.pointcloud_weight ** 2 * self._chamfer(out.vertices, inputs, lidar_parts, use_3d, points_index)
+            return loss
+
+        start = time.perf_counter()
+        self._run_stage("stage1", params, ("betas",), cfg.stage1.iterations, stage1_loss, active, flags, stage_losses)
+        timings["stage1"] = time.perf_counter() - start
+        start = time.perf_counter()
+        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), cfg.stage2.iterations, stage2_loss, active, flags, stage_losses)
+        timings["stage2"] = time.perf_counter() - start
+
+        # stage 3 moves the mesh rigidly: pose it once and only add the translation change
+        start = time.perf_counter()
+        with torch.no_grad():
+            posed = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
+            base_vertices = posed.vertices - params["transl"][:, None]
+            base_coco = self._coco_joints(base_vertices)
+        surface_cache = {}
+
+        def stage3_loss(p):
+            vertices = base_vertices + p["transl"][:, None]
+            loss = reprojection_loss(base_coco + p["transl"][:, None], inputs.keypoints, image_conf, inputs.K, cfg.stage3.sigma_px, False)
+            loss = loss + cfg.stage3.shape_weight ** 2 * shape_prior(p["betas"])
+            if cfg.use_lidar:
+                if "mask" not in surface_cache:  # a pure translation hardly changes which vertices face the sensor
+                    surface_cache["mask"] = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin, cfg.dot_product_threshold)
+                chamfer = self._chamfer(vertices, inputs, lidar_parts, use_3d, points_index, surface_cache["mask"])
+                loss = loss + cfg.stage3.pointcloud_weight ** 2 * chamfer
+            return loss
+
+        self._run_stage("stage3", params, ("transl",), cfg.stage3.iterations, stage3_loss, active, flags, stage_losses)
+        timings["stage3"] = time.perf_counter() - start
+
+        with torch.no_grad():
+            out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
+            coco = self._coco_joints(out.vertices)
+            reprojection_px = mean_reprojection_error(coco, inputs.keypoints, visibility.image_keypoints & (inputs.confidence > 0), inputs.K)
+            chamfer = self._chamfer(out.vertices, inputs, lidar_parts, use_3d, points_index) if cfg.use_lidar else torch.zeros(batch, device=self.device)
+        valid = inputs.usable & torch.isfinite(out.vertices).all(2).all(1)
+        return FitResult(
+            global_orient=params["global_orient"].cpu(), body_pose=params["body_pose"].cpu(),
+            betas=params["betas"].cpu(), transl=params["transl"].cpu(),
+            vertices=out.vertices.cpu(), joints=out.joints.cpu(),
+            reprojection_error_px=reprojection_px.cpu(), chamfer_m2=chamfer.cpu(),
+            lidar_point_count=point_count.cpu(),
+            visible_parts=[visibility.lidar_part_names(b) for b in range(batch)],
+            flags=flags, valid=valid.cpu(), stage_seconds=timings, stage_losses=stage_losses,
+        )

@@ -1,0 +1,1 @@
+"""Geometry helpers: rotations and cameras."""

@@ -1,0 +1,1 @@
+"""Synthetic scenes: posed people, a pinhole camera, a spinning LiDAR, detector noise."""

@@ -1,0 +1,22 @@
+"""Shared fixtures: the synthetic SMPL-format body model, built once per test session."""
+import os
+import tempfile
+
+import pytest
+
+# Keep the project's cache (the synthetic model made on first use) out of the user's home.
+os.environ.setdefault("SMPLIFY3D_CACHE", tempfile.mkdtemp(prefix="smplify3d_test_cache_"))
+
+
+@pytest.fixture(scope="session")
+def body_model_dir():
+    from smplify3d_core.body.default_model import default_body_model_dir
+
+    return default_body_model_dir()
+
+
+@pytest.fixture(scope="session")
+def smpl_body(body_model_dir):
+    from smplify3d_core.body.model import SMPLBody
+
+    return SMPLBody.from_path(body_model_dir)
