@@ -6,6 +6,7 @@ Sub-commands:
   simulate          write a synthetic camera + LiDAR scene folder (research demo format + extras)
   fit               fit SMPL bodies to a scene folder (keypoints, initial estimates, LiDAR points)
   demo              simulate a scene, fit it and report accuracy before and after
+  bench             accuracy and speed over many simulated scenes, ablations, density/noise sweeps
 """
 from __future__ import annotations
 
@@ -147,6 +148,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smplify3d", description="SMPLify-3D: SMPL bodies from camera + LiDAR.")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: $OMP_NUM_THREADS, else 1: the per-frame tensors are "
+                             "small and extra threads mostly add contention)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("make-body-model", help="write the synthetic SMPL-format body model")
@@ -186,12 +190,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.set_defaults(func=_cmd_demo)
+
+    from smplify3d_core.bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
+
+
+def _set_threads(threads) -> None:
+    import os
+
+    import torch
+
+    if threads is None:
+        threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
+    torch.set_num_threads(max(1, threads))
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _set_threads(args.threads)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:  # user errors: a message, not a traceback

@@ -11,8 +11,28 @@ from typing import Optional
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 PRESETS = ("demo", "humanm3", "sloper4d")
+
+
+def config_dir() -> Path:
+    """Folder of the preset YAML files.
+
+    ``$SMPLIFY3D_CONFIG_DIR`` when set; else ``config/`` of the source checkout (pip install -e);
+    else the ROS package's share folder (a colcon install puts the presets there).
+    """
+    import os
+
+    if os.environ.get("SMPLIFY3D_CONFIG_DIR"):
+        return Path(os.environ["SMPLIFY3D_CONFIG_DIR"])
+    checkout = Path(__file__).resolve().parents[2] / "config"
+    if checkout.is_dir():
+        return checkout
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("smplify3d_ros")) / "config"
+    except Exception:  # not a ROS install either: report the checkout path in the error
+        return checkout
 
 
 @dataclass
@@ -90,7 +110,7 @@ class FitConfig:
     def from_yaml(cls, path) -> "FitConfig":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"fit config {path} does not exist; presets: {', '.join(PRESETS)} in {CONFIG_DIR}")
+            raise FileNotFoundError(f"fit config {path} does not exist; presets: {', '.join(PRESETS)} in {config_dir()}")
         return cls.from_dict(yaml.safe_load(path.read_text()) or {}, source=str(path))
 
     @classmethod
@@ -98,7 +118,7 @@ class FitConfig:
         """Load ``config/<name>.yaml`` (demo, humanm3, sloper4d)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
-        return cls.from_yaml(CONFIG_DIR / f"{name}.yaml")
+        return cls.from_yaml(config_dir() / f"{name}.yaml")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -95,8 +95,10 @@ def rigid_icp(
 
     source: (B, N, 3) with mask (B, N); target: (B, M, 3) with mask (B, M). Initialised by
     the difference of the bounding-box centres (``init_from_bbox``). Correspondences farther
-    than ``max_distance`` metres are ignored. Stops early when no person's RMSE changes by more
-    than ``tolerance`` metres. Persons with no valid source or target points keep the identity.
+    than ``max_distance`` metres are ignored. A person whose RMSE changes by less than
+    ``tolerance`` metres keeps its transform from then on, so that its result does not depend on
+    the others in the batch; stops early when every person has. Persons with no valid source or
+    target points keep the identity.
     """
     batch = source.shape[0]
     dtype, device = source.dtype, source.device
@@ -109,6 +111,7 @@ def rigid_icp(
         translation = torch.zeros(batch, 3, dtype=dtype, device=device)
     transform = RigidTransform(rotation, translation, scale, torch.zeros(batch, dtype=dtype, device=device), 0)
     previous = torch.full((batch,), float("inf"), dtype=dtype, device=device)
+    converged = torch.zeros(batch, dtype=torch.bool, device=device)
     index = None if source.is_cuda else BatchedKDTree(target, target_mask)
 
     def nearest(points):
@@ -124,11 +127,13 @@ def rigid_icp(
         if max_distance is not None:
             weights = weights & (distance <= max_distance)
         rmse = torch.sqrt((distance ** 2 * weights).sum(1) / weights.sum(1).clamp(min=1))
-        if steps > 1 and torch.all((previous - rmse).abs() < tolerance):
-            break
+        if steps > 1:
+            converged = converged | ((previous - rmse).abs() < tolerance)
+            if bool(converged.all()):
+                break
         previous = rmse
         new_scale, new_rotation, new_translation = weighted_similarity(source, matched, weights.to(dtype), with_rotation, with_scale)
-        keep = ~(weights.any(1))
+        keep = ~(weights.any(1)) | converged
         transform = RigidTransform(
             torch.where(keep[:, None, None], transform.rotation, new_rotation),
             torch.where(keep[:, None], transform.translation, new_translation),

@@ -10,6 +10,9 @@ from smplify3d_core.geometry.nearest import pad_point_sets
 from smplify3d_core.types import PersonObservation, PinholeCamera
 
 
+MAX_INIT_DEPTH_M = 500.0  # an initial estimate farther than this (or behind the camera) is unusable
+
+
 @dataclass
 class FitInputs:
     """Everything the optimizer needs, batched over B persons (camera frame, metres, pixels).
@@ -54,7 +57,8 @@ class FitInputs:
         non-finite keypoints get confidence 0 (``non_finite_keypoints``); non-finite points and
         points at or behind the camera are dropped (``non_finite_points``,
         ``points_behind_camera``); a person without points is flagged ``no_lidar_points``; a
-        missing or non-finite initial estimate makes the person unusable (``invalid_init``).
+        missing or non-finite initial estimate, or one behind the camera or farther than
+        ``MAX_INIT_DEPTH_M``, makes the person unusable (``invalid_init``).
         """
         if not persons:
             raise ValueError("no persons to fit")
@@ -81,7 +85,7 @@ class FitInputs:
             init = person.init
             ok = init is not None and all(
                 np.all(np.isfinite(v)) for v in (init.global_orient, init.body_pose, init.betas, init.transl)
-            )
+            ) and 0.0 < init.transl[2] <= MAX_INIT_DEPTH_M and np.all(np.abs(init.transl[:2]) <= MAX_INIT_DEPTH_M)
             if not ok:
                 person_flags.append("invalid_init")
                 init_arrays = (np.zeros(3), np.zeros(69), np.zeros(10), np.array([0.0, 0.0, 5.0]))

@@ -28,41 +28,38 @@ def _nearest_brute_force(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch
 
 
 class BatchedKDTree:
-    """One KD-tree over the valid points of all persons (B, M, 3), queried per person.
+    """KD-trees over the valid points of each person (B, M, 3), queried person by person.
 
-    Each person's points are shifted by their own large offset along x, so one tree build and
-    one query serve the whole batch, and a query never reaches another person's points. Build it
-    once for point sets that stay fixed (the LiDAR points during a fit).
+    Build it once for point sets that stay fixed (the LiDAR points during a fit) and query it
+    every iteration.
     """
 
     def __init__(self, ref: torch.Tensor, ref_mask: torch.Tensor) -> None:
-        self._ref = ref.detach().cpu().numpy().astype(np.float64)
-        self._mask = ref_mask.detach().cpu().numpy().astype(bool)
-        self.has_points = self._mask.any(1)
-        self._build(float(np.abs(self._ref[self._mask]).max(initial=0.0)))
+        ref_np = ref.detach().cpu().numpy()
+        mask_np = ref_mask.detach().cpu().numpy().astype(bool)
+        self.has_points = mask_np.any(1)
+        self.valid_ids = [np.flatnonzero(mask_np[b]) for b in range(ref.shape[0])]
+        self.trees = [cKDTree(ref_np[b, ids]) if len(ids) else None for b, ids in enumerate(self.valid_ids)]
 
-    def _build(self, reach: float) -> None:
-        person, self.index = np.nonzero(self._mask)
-        # offsets far larger than any coordinate keep persons apart
-        self.spacing = 4.0 * reach + 10.0
-        shifted = self._ref[person, self.index]
-        shifted[:, 0] += person * self.spacing
-        self.tree = cKDTree(shifted) if len(self.index) else None
+    def query(self, query: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, N, 3) -> (B, N) index into each person's ref points (0 where it has none).
 
-    def query(self, query: torch.Tensor) -> torch.Tensor:
-        """(B, N, 3) -> (B, N) index into the ref points of the same person (0 where it has none)."""
-        batch, count = query.shape[:2]
-        out = np.zeros((batch, count), dtype=np.int64)
-        if self.tree is not None and count:
-            query_np = query.detach().cpu().numpy().astype(np.float64)
-            reach = float(np.abs(query_np).max(initial=0.0))
-            if 4.0 * reach + 10.0 > self.spacing:
-                self._build(max(reach, float(np.abs(self._ref[self._mask]).max(initial=0.0))))
-            shifted = query_np.copy()
-            shifted[..., 0] += np.arange(batch)[:, None] * self.spacing
-            _, nearest = self.tree.query(shifted.reshape(-1, 3))
-            out = self.index[nearest].reshape(batch, count)
-            out[~self.has_points] = 0
+        Entries outside ``query_mask`` (B, N) are not searched and get 0.
+        """
+        query_np = query.detach().cpu().numpy()
+        mask_np = None if query_mask is None else query_mask.detach().cpu().numpy().astype(bool)
+        out = np.zeros(query.shape[:2], dtype=np.int64)
+        for b, tree in enumerate(self.trees):
+            if tree is None:
+                continue
+            if mask_np is None:
+                _, nearest = tree.query(query_np[b])
+                out[b] = self.valid_ids[b][nearest]
+            else:
+                rows = np.flatnonzero(mask_np[b])
+                if len(rows):
+                    _, nearest = tree.query(query_np[b, rows])
+                    out[b, rows] = self.valid_ids[b][nearest]
         return torch.from_numpy(out).to(query.device)
 
 @torch.no_grad()
@@ -105,12 +102,15 @@ def chamfer_distance(
     Differentiable with respect to both point sets. ``points_index``: a prebuilt
     :class:`BatchedKDTree` of ``points`` (CPU), reused across calls when the points stay fixed.
     """
-    if points_index is not None and not surface.is_cuda and method != "brute":
-        with torch.no_grad():
-            to_points = points_index.query(surface)
-    else:
-        to_points = nearest_indices(surface, points, points_mask, method)
-    to_surface = nearest_indices(points, surface, surface_mask, method)
+    use_kdtree = method == "kdtree" or (method == "auto" and not surface.is_cuda)
+    with torch.no_grad():
+        if use_kdtree:
+            index = points_index if points_index is not None else BatchedKDTree(points, points_mask)
+            to_points = index.query(surface, surface_mask)
+            to_surface = BatchedKDTree(surface, surface_mask).query(points, points_mask)
+        else:
+            to_points = nearest_indices(surface, points, points_mask, method)
+            to_surface = nearest_indices(points, surface, surface_mask, method)
     gathered_points = torch.gather(points, 1, to_points[..., None].expand(-1, -1, 3))
     gathered_surface = torch.gather(surface, 1, to_surface[..., None].expand(-1, -1, 3))
     forward = ((surface - gathered_points) ** 2).sum(-1)

@@ -14,7 +14,7 @@ z up. The camera looks horizontally; the ground is the plane ``y = camera_height
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Tuple
 
 import numpy as np
@@ -68,6 +68,10 @@ class SimPreset:
         visible_confidence: (low, high) uniform range of the confidence of visible keypoints.
         occluded_confidence: (low, high) uniform range for keypoints hidden by another
             person or object (kept below 0.3).
+        self_occluded_confidence: (low, high) uniform range for keypoints hidden by the person's own
+            body (e.g. the far wrist behind the torso, the face seen from behind).
+        self_occluded_noise_scale: pixel noise of self-occluded keypoints is this many times larger
+            (a detector guesses a hidden joint from context, so it is less precise there).
         occlusion_margin: a keypoint counts as occluded when the surface seen at its pixel
             belongs to someone/something else and is nearer than the joint by this much, metres.
         lidar_visibility_kernel_px: side of the box kernel of the keypoint LiDAR-visibility mask, pixels.
@@ -113,6 +117,8 @@ class SimPreset:
     occluded_noise_scale: float = 3.0
     visible_confidence: Tuple[float, float] = (0.75, 0.98)
     occluded_confidence: Tuple[float, float] = (0.05, 0.28)
+    self_occluded_confidence: Tuple[float, float] = (0.35, 0.65)
+    self_occluded_noise_scale: float = 2.0
     occlusion_margin: float = 0.1
     lidar_visibility_kernel_px: int = 50
     # image-only init
@@ -172,7 +178,8 @@ class SimPreset:
 
 
 PRESETS = {
-    # HumanM3-like: Livox at 10 Hz, people 4–12 m; ≈370 points/person on average.
+    # HumanM3-like: Livox at 10 Hz, people 4–12 m; ≈370 points/person on average
+    # (measured with the synthetic body: mean 377, median 306 over 64 random 4-person frames).
     "humanm3": SimPreset(
         name="humanm3",
         image_width=1920,
@@ -192,7 +199,9 @@ PRESETS = {
         init_depth_sigma=0.12,
         background_objects=3,
     ),
-    # SLOPER4D-like: Ouster 128 beams at 20 Hz, people 2.8–6 m, SLOPER4D intrinsics; ≈970 points/person.
+    # SLOPER4D-like: Ouster 128 beams at 20 Hz, people 2.8–6 m, SLOPER4D intrinsics; ≈970 points/person
+    # (measured: mean 961, median 866 over 64 random 4-person frames). The azimuth step is finer than a
+    # real 20 Hz Ouster's (0.35°) so that the dataset's point count is met at these distances.
     "sloper4d": SimPreset(
         name="sloper4d",
         image_width=1920,

@@ -24,14 +24,16 @@ from scipy.spatial.transform import Rotation
 
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.geometry.visibility import keypoint_lidar_visibility
-from smplify3d_core.sim.lidar import BACKGROUND_LABEL, GROUND_LABEL, Mesh, simulate_lidar_scan, transform_points
+from smplify3d_core.sim.lidar import Mesh, simulate_lidar_scan, transform_points
 from smplify3d_core.sim.poses import named_pose, sample_pose
 from smplify3d_core.sim.presets import SimPreset, get_preset
 from smplify3d_core.sim.render import render_scene
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
 BODY_HALF_WIDTH = 0.45  # metres kept between a person's pelvis and the image border (arms, shoulders)
-SELF_OCCLUSION_MARGIN = 0.2  # a joint more than this behind its own body's surface is self-occluded, metres
+# a keypoint more than this behind its own body's surface is self-occluded, metres: body joints lie
+# inside the body (≈0.1 m under the skin), the face keypoints (nose, eyes, ears) are surface vertices
+SELF_OCCLUSION_MARGIN = np.array([0.05] * 5 + [0.2] * 12)
 
 
 @dataclass
@@ -79,6 +81,7 @@ class SimulatedScene:
     placements: the realised placements (one per person, same order as ``frame.persons``).
     pose_names: name of each person's pose.
     occluded: (P, 17) bool — keypoint hidden by another person or object (low confidence).
+    self_occluded: (P, 17) bool — keypoint hidden by the person's own body (medium confidence).
     in_image: (P, 17) bool — true keypoint inside the image.
     background_meshes: the background objects, (vertices, faces) in the camera frame.
     """
@@ -90,6 +93,7 @@ class SimulatedScene:
     placements: List[PersonPlacement] = field(default_factory=list)
     pose_names: List[str] = field(default_factory=list)
     occluded: Optional[np.ndarray] = None
+    self_occluded: Optional[np.ndarray] = None
     in_image: Optional[np.ndarray] = None
     background_meshes: List[Mesh] = field(default_factory=list)
 
@@ -272,8 +276,9 @@ def simulate_scene(
     Keypoints: (17, 3) = noisy projection of the true COCO-17 joints (pixels) and a confidence:
     ``visible_confidence`` when the joint is seen; lower (``occluded_confidence``, < 0.3) when
     another person or object is in front of it at its pixel (pixel noise ×``occluded_noise_scale``);
-    between the two (0.35–0.65) when the person's own body hides it by more than 0.2 m (e.g. the
-    far wrist behind the torso, the face of a person seen from behind); 0.0 when the true joint
+    ``self_occluded_confidence`` (0.35–0.65) when the person's own body hides it (a surface more than 0.2 m in
+    front of a body joint, 0.05 m in front of a face keypoint: the far wrist behind the torso, the
+    face of a person seen from behind); 0.0 when the true joint
     projects outside the image. Coordinates are never clipped: a keypoint outside the image keeps
     its (noisy) projected position with confidence 0.
     """
@@ -325,6 +330,7 @@ def simulate_scene(
     observations: List[PersonObservation] = []
     truth = {}
     occluded_all = np.zeros((count, 17), dtype=bool)
+    self_occluded_all = np.zeros((count, 17), dtype=bool)
     in_image_all = np.zeros((count, 17), dtype=bool)
     init_params = _init_estimates(body, rng, preset, global_orient, body_pose, betas, joints) if count else []
     for i in range(count):
@@ -346,8 +352,9 @@ def simulate_scene(
         noise = rng.normal(0.0, preset.keypoint_noise_px, size=(17, 2))
         confidence = rng.uniform(*preset.visible_confidence, size=17)
         low_confidence = rng.uniform(*preset.occluded_confidence, size=17)
-        self_confidence = rng.uniform(0.35, 0.65, size=17)
+        self_confidence = rng.uniform(*preset.self_occluded_confidence, size=17)
         noise[occluded] *= preset.occluded_noise_scale
+        noise[self_occluded & ~occluded] *= preset.self_occluded_noise_scale
         confidence = np.where(self_occluded, np.minimum(confidence, self_confidence), confidence)
         confidence = np.where(occluded, low_confidence, confidence)
         confidence = np.where(in_image, confidence, 0.0)
@@ -375,6 +382,7 @@ def simulate_scene(
         )
         truth[tracking_id] = PersonTruth(tracking_id, true_params, vertices[i].copy(), joints[i].copy())
         occluded_all[i] = occluded
+        self_occluded_all[i] = self_occluded & ~occluded
         in_image_all[i] = in_image
 
     frame = FrameObservation(
@@ -396,6 +404,7 @@ def simulate_scene(
         placements=list(placements),
         pose_names=pose_names,
         occluded=occluded_all,
+        self_occluded=self_occluded_all,
         in_image=in_image_all,
         background_meshes=background,
     )

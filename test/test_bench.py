@@ -1,0 +1,141 @@
+"""``smplify3d bench --quick``: the report's structure, the sweeps and the plot; the perturbations."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from smplify3d_core.bench import VARIANTS, add_point_noise, make_variants, subsample_points
+
+
+def _finite_numbers(obj, path="report"):
+    """Every number in ``obj`` (nested dicts/lists) is finite; yields the offending paths otherwise."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _finite_numbers(value, f"{path}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _finite_numbers(value, f"{path}[{i}]")
+    elif isinstance(obj, float) and not math.isfinite(obj):
+        yield path
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    from smplify3d_core.cli import main
+
+    tmp = tmp_path_factory.mktemp("bench")
+    code = main(["bench", "--quick", "--no-progress", "--json", str(tmp / "b.json"), "--plot", str(tmp / "b.png")])
+    assert code == 0
+    return json.loads((tmp / "b.json").read_text()), tmp
+
+
+def test_quick_bench_report(quick_report):
+    report, tmp = quick_report
+    for key in ("summary", "variants", "sweeps", "timings", "settings", "device", "torch_threads", "speed", "targets"):
+        assert key in report, key
+    assert report["settings"]["quick"] is True
+    assert report["settings"]["scenes"] == 2 and report["settings"]["persons"] == 2
+    assert isinstance(report["torch_threads"], int) and report["torch_threads"] >= 1
+
+    summary = report["summary"]
+    assert summary["persons"] == 4
+    for key in ("pve", "mpjpe", "pa_mpjpe"):
+        assert summary[f"{key}_init_mm"] > 0 and summary[f"{key}_fit_mm"] > 0
+    assert summary["pve_ratio"] == pytest.approx(summary["pve_fit_mm"] / summary["pve_init_mm"])
+
+    assert set(report["variants"]) == set(VARIANTS)
+    for variant in report["variants"].values():
+        assert variant["persons"] == 4
+        assert variant["pve_fit_mm"] > 0 and variant["mpjpe_fit_mm"] > 0 and variant["pa_mpjpe_fit_mm"] > 0
+    assert report["variants"]["full"]["pve_fit_mm"] == pytest.approx(summary["pve_fit_mm"])
+
+    density = report["sweeps"]["density"]
+    assert len(density) >= 2
+    points = [row["mean_points_per_person"] for row in density]
+    assert all(a > b for a, b in zip(points, points[1:])), points
+    assert density[0]["fraction"] == 1.0 and density[0]["pve_fit_mm"] == pytest.approx(summary["pve_fit_mm"])
+    noise = report["sweeps"]["noise"]
+    assert len(noise) >= 2
+    sigmas = [row["sigma_cm"] for row in noise]
+    assert sigmas == sorted(sigmas) and sigmas[0] == 0.0
+    assert all(row["pve_fit_mm"] > 0 for row in density + noise)
+
+    timings = report["timings"]
+    assert timings["frames_per_s"] > 0 and timings["persons_per_s"] > 0
+    for stage in ("icp", "stage1", "stage2", "stage3"):
+        assert timings["stage_seconds_mean"][stage] >= 0
+    speed = report["speed"]
+    assert speed["persons"] == 2 and speed["wall_s_median"] > 0
+    assert set(speed["stage_seconds_median_run"]) >= {"icp", "stage1", "stage2", "stage3"}
+
+    bad = list(_finite_numbers({k: report[k] for k in ("summary", "variants", "sweeps", "timings", "speed")}))
+    assert not bad, bad
+    assert (tmp / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_bench_improves_on_init(quick_report):
+    report, _ = quick_report
+    # a loose check of the method on the quick run; the acceptance figures come from the default run
+    assert report["summary"]["pve_fit_mm"] < report["summary"]["pve_init_mm"]
+
+
+def test_variants_switch_one_thing():
+    from smplify3d_core.fit.config import FitConfig
+
+    config = FitConfig.preset("humanm3")
+    variants = make_variants(config)
+    assert list(variants) == list(VARIANTS)
+    assert variants["full"] is config
+    assert variants["no_visibility_filter"].visibility_filter is False and variants["no_visibility_filter"].use_lidar
+    assert variants["no_icp"].icp.enabled is False and config.icp.enabled is True
+    assert variants["no_3d_term"].use_lidar is False
+    assert variants["no_icp"].stage2 == config.stage2
+
+
+def _frame(seed=3):
+    from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera, SMPLParams
+    from smplify3d_core.sim.presets import get_preset
+
+    preset = get_preset("humanm3")
+    rng = np.random.default_rng(seed)
+    persons = []
+    for i, count in enumerate((200, 37)):
+        points = rng.normal(0.0, 0.3, size=(count, 3)) + np.array([i - 0.5, 0.0, 6.0])
+        keypoints = np.column_stack([rng.uniform(800, 1100, size=(17, 2)), np.full(17, 0.9)])
+        persons.append(PersonObservation(str(i), np.array([800, 300, 300, 600.0]), keypoints, np.ones(17), points,
+                                         SMPLParams.zeros()))
+    camera = PinholeCamera(preset.K, preset.image_width, preset.image_height)
+    return FrameObservation("t", "000000", camera, preset.T_cam_lidar, persons)
+
+
+def test_subsample_points_is_deterministic_and_keeps_a_subset():
+    frame = _frame()
+    a = subsample_points(frame, 0.25, np.random.default_rng(1))
+    b = subsample_points(frame, 0.25, np.random.default_rng(1))
+    assert [len(p.points) for p in a.persons] == [50, 9]
+    for pa, pb, original in zip(a.persons, b.persons, frame.persons):
+        np.testing.assert_array_equal(pa.points, pb.points)
+        # every kept point is one of the original points
+        assert all((np.abs(original.points - q).sum(1) == 0).any() for q in pa.points)
+        assert pa.lidar_visibility.shape == (17,)
+    full = subsample_points(frame, 1.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(full.persons[0].points, frame.persons[0].points)
+    with pytest.raises(ValueError):
+        subsample_points(frame, 0.0, np.random.default_rng(1))
+
+
+def test_ray_noise_moves_points_along_the_ray():
+    frame = _frame()
+    origin = frame.T_cam_lidar[:3, 3]
+    noisy = add_point_noise(frame, 0.05, np.random.default_rng(2), mode="ray")
+    for before, after in zip(frame.persons, noisy.persons):
+        ray = before.points - origin
+        shift = after.points - before.points
+        cross = np.linalg.norm(np.cross(ray, shift), axis=1) / np.linalg.norm(ray, axis=1)
+        assert np.allclose(cross, 0.0, atol=1e-9)
+        assert 0.03 < np.std(np.linalg.norm(after.points - origin, axis=1) - np.linalg.norm(ray, axis=1)) < 0.07
+    iso = add_point_noise(frame, 0.05, np.random.default_rng(2), mode="iso")
+    assert 0.03 < np.std(iso.persons[0].points - frame.persons[0].points) < 0.07
+    same = add_point_noise(frame, 0.0, np.random.default_rng(2))
+    np.testing.assert_array_equal(same.persons[1].points, frame.persons[1].points)
