@@ -84,19 +84,29 @@ def _summarize_frame_metrics(metrics: dict, fit_seconds: float, persons: int) ->
     return summary
 
 
-def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed) -> dict:
+def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpose=None, cliff=None) -> dict:
     import json
 
     from smplify3d_core.eval.scene_folder import read_scene_folder
     from smplify3d_core.fit.config import load_fit_config
     from smplify3d_core.outputs import write_fit_outputs
-    from smplify3d_core.pipeline import build_fitter, fit_frame
+    from smplify3d_core.pipeline import build_fitter, fill_missing_observations, fit_frame, load_front_ends
 
-    frame = read_scene_folder(data)
+    frame = read_scene_folder(data, require_keypoints=vitpose is None)
+    if vitpose or cliff:
+        keypoints, initial_smpl = load_front_ends(vitpose, cliff, device)
+        completed = fill_missing_observations(frame, keypoints, initial_smpl)
+        if completed:
+            print(f"computed {'keypoints' if vitpose else ''}{' and ' if vitpose and cliff else ''}"
+                  f"{'initial estimates' if cliff else ''} from the image for persons {completed}")
     missing = [p.tracking_id for p in frame.persons if p.init is None]
     if missing:
         raise ValueError(f"{data}: persons {missing} have no initial estimate (init_smpl.json); "
-                         "the learned front-ends (CLIFF) are needed to make one")
+                         "pass --cliff CHECKPOINT to estimate them from the image")
+    no_keypoints = [p.tracking_id for p in frame.persons if not (p.keypoints[:, 2] > 0).any()]
+    if no_keypoints:
+        raise ValueError(f"{data}: persons {no_keypoints} have no 2D keypoints (2d_keypoints.json); "
+                         "pass --vitpose CHECKPOINT to detect them in the image")
     config = load_fit_config(config_name)
     body = _load_body(smpl, gender)
     fitter = build_fitter(body, config, device=device, seed=seed)
@@ -123,7 +133,7 @@ def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed) -> dic
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = args.out or Path(args.data) / "fit"
-    _fit_scene_folder(args.data, out, args.config, args.smpl, args.gender, args.device, args.seed)
+    _fit_scene_folder(args.data, out, args.config, args.smpl, args.gender, args.device, args.seed, args.vitpose, args.cliff)
     print(f"wrote {out}")
     return 0
 
@@ -180,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/fit)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vitpose", default=None, help="ViTPose checkpoint (mmpose 1.x or official): detect 2D keypoints "
+                                                    "of persons the folder has none for")
+    p.add_argument("--cliff", default=None, help="CLIFF checkpoint (hr48 or res50): estimate the initial SMPL of "
+                                                  "persons without init_smpl.json entries")
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="simulate a scene, fit it, report accuracy before/after")

@@ -3,9 +3,12 @@ import os
 import tempfile
 
 import pytest
+import torch
 
 # Keep the project's cache (the synthetic model made on first use) out of the user's home.
 os.environ.setdefault("SMPLIFY3D_CACHE", tempfile.mkdtemp(prefix="smplify3d_test_cache_"))
+# One torch thread: the tests' tensors are small, and two threads on a busy 2-core machine spin.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

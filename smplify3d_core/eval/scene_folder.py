@@ -113,14 +113,21 @@ def read_camera_file(path: Path) -> tuple[PinholeCamera, np.ndarray, str]:
     return camera, T, str(payload.get("camera", "camera"))
 
 
-def read_scene_folder(folder, load_image: bool = True) -> FrameObservation:
-    """Load a scene folder (with or without init and ground truth) into a FrameObservation."""
+def read_scene_folder(folder, load_image: bool = True, require_keypoints: bool = True) -> FrameObservation:
+    """Load a scene folder (with or without init and ground truth) into a FrameObservation.
+
+    ``require_keypoints=False`` accepts a folder without 2d_keypoints.json (keypoints to be
+    computed from the image): its persons get zero keypoints with confidence 0.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise SceneFolderError(f"scene folder {folder} does not exist")
     camera, T_cam_lidar, _ = read_camera_file(_require(folder, CAMERA_FILE, "intrinsics K, image size and T_cam_lidar"))
     data_path = _require(folder, DATA_FILE, "per-person LiDAR points, boxes and 3D joints")
-    keypoints = _read_json(_require(folder, KEYPOINTS_FILE, "per-person 2D keypoints"))
+    if require_keypoints or (folder / KEYPOINTS_FILE).is_file():
+        keypoints = _read_json(_require(folder, KEYPOINTS_FILE, "per-person 2D keypoints"))
+    else:
+        keypoints = None
     try:
         with open(data_path, "rb") as handle:
             records = pickle.load(handle)
@@ -135,9 +142,12 @@ def read_scene_folder(folder, load_image: bool = True) -> FrameObservation:
     persons = []
     for record in records:
         tid = str(record["tracking_id"])
-        if tid not in keypoints:
+        if keypoints is None:
+            kp = np.zeros((17, 4))
+        elif tid not in keypoints:
             raise SceneFolderError(f"{folder / KEYPOINTS_FILE} has no keypoints for tracking id {tid!r} listed in {DATA_FILE}")
-        kp = np.asarray(keypoints[tid], dtype=np.float64)
+        else:
+            kp = np.asarray(keypoints[tid], dtype=np.float64)
         if kp.shape != (17, 4):
             raise SceneFolderError(f"{folder / KEYPOINTS_FILE}: keypoints of {tid!r} must be 17 x [x, y, score, lidar_visibility], got shape {kp.shape}")
         persons.append(PersonObservation(
