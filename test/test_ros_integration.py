@@ -1,0 +1,117 @@
+"""The nodes as their own processes over real DDS: synthetic sensors in, SMPL bodies out."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
+
+from smplify3d_core.sim.presets import get_preset  # noqa: E402
+
+SIM = "/smplify3d_sim_node"
+NODE = "/smplify3d_node"
+
+
+@pytest.fixture(scope="module")
+def ros_env(body_model_dir):
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 200))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _start(module, params, env):
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _stop(process):
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.stdout.read() if process.stdout else ""
+
+
+@pytest.fixture(scope="module")
+def running_nodes(ros_env):
+    T = get_preset("humanm3").T_cam_lidar.reshape(-1).tolist()
+    sim = _start("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 2, "scenes": 2, "seed": 5}, ros_env)
+    node = _start("smplify3d_ros.node", {
+        "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
+        "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
+        "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]", "device": "cpu", "preset": "humanm3",
+    }, ros_env)
+    yield sim, node
+    logs = _stop(node), _stop(sim)
+    print("node log:\n" + logs[0] + "\nsim log:\n" + logs[1])
+
+
+def test_node_answers_the_synthetic_stream_with_accurate_bodies(running_nodes, ros_env):
+    from smplify3d_ros.msg import SMPLArray
+    from visualization_msgs.msg import MarkerArray
+
+    os.environ["ROS_DOMAIN_ID"] = ros_env["ROS_DOMAIN_ID"]
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        listener = rclpy.create_node("integration_listener", context=context)
+        results, truths, markers = [], {}, []
+        listener.create_subscription(SMPLArray, f"{NODE}/smpl", results.append, 10)
+        listener.create_subscription(MarkerArray, f"{NODE}/markers", markers.append, 10)
+        listener.create_subscription(
+            SMPLArray, f"{SIM}/ground_truth",
+            lambda m: truths.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), 10)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(listener)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.2)
+            matched = [r for r in results if r.persons and (r.header.stamp.sec, r.header.stamp.nanosec) in truths]
+            if len(matched) >= 2 and markers:
+                break
+            for process in running_nodes:
+                assert process.poll() is None, "a node exited early"
+        assert len(matched) >= 2, f"{len(results)} results, {len(truths)} truths within 120 s"
+        for result in matched:
+            truth = truths[(result.header.stamp.sec, result.header.stamp.nanosec)]
+            assert len(result.persons) == len(truth.persons) == 2
+            assert "stage2" in result.stage_names
+            errors = []
+            for person in result.persons:
+                assert person.valid and len(person.joints) == 24
+                fitted = np.array([[p.x, p.y, p.z] for p in person.joints])
+                # the nearest true body (ids of the stand-in detector follow the simulator's)
+                best = min(truth.persons, key=lambda t: np.linalg.norm(np.array([t.joints[0].x, t.joints[0].y, t.joints[0].z]) - fitted[0]))
+                true = np.array([[p.x, p.y, p.z] for p in best.joints])
+                errors.append(np.linalg.norm(fitted - true, axis=1).mean())
+            assert np.mean(errors) < 0.15, f"mean absolute joint error {np.mean(errors):.3f} m"
+        mesh_markers = [m for array in markers for m in array.markers if m.action == m.ADD]
+        assert mesh_markers and len(mesh_markers[0].points) == 3 * 13720
+    finally:
+        listener.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_missing_checkpoints_stop_the_node_with_an_actionable_error(ros_env, tmp_path):
+    process = _start("smplify3d_ros.node", {"vitpose_checkpoint": str(tmp_path / "vitpose.pth"),
+                                            "cliff_checkpoint": str(tmp_path / "cliff.pt")}, ros_env)
+    process.wait(timeout=60)
+    log = process.stdout.read()
+    assert process.returncode == 1
+    assert "vitpose.pth" in log and "mmpose" in log and "vitpose_checkpoint" in log
+    process = _start("smplify3d_ros.node", {}, ros_env)
+    process.wait(timeout=60)
+    log = process.stdout.read()
+    assert process.returncode == 1 and "observations_topic" in log
