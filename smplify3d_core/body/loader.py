@@ -196,19 +196,3 @@ def load_smpl_data(path, gender: str = "neutral") -> SMPLModelData:
         if not np.all(np.isfinite(array)):
             raise SMPLModelError(f"{file}: {name} holds non-finite values")
     return SMPLModelData(v_template, shapedirs, posedirs, J_regressor, weights, parents, faces, gender.lower(), str(file))
-
-
-def smpl_data_as_dict(data: SMPLModelData) -> dict:
-    """The official pickle layout of ``data`` (plain numpy; loadable by ``smplx.SMPL``)."""
-    kintree = np.stack([np.where(data.parents < 0, 4294967295, data.parents), np.arange(SMPL_NUM_JOINTS)]).astype(np.int64)
-    return {
-        "v_template": data.v_template,
-        "shapedirs": data.shapedirs,
-        "posedirs": data.posedirs,
-        "J_regressor": scipy.sparse.csc_matrix(data.J_regressor),
-        "weights": data.weights,
-        "kintree_table": kintree,
-        "f": data.faces.astype(np.uint32),
-        "bs_style": "lbs",
-        "bs_type": "lrotmin",
-    }

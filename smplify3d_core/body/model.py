@@ -74,12 +74,8 @@ class SMPLBody(torch.nn.Module):
         betas: Optional[torch.Tensor] = None,
         transl: Optional[torch.Tensor] = None,
     ) -> BodyOutput:
-        given = [t for t in (global_orient, body_pose, betas, transl) if t is not None]
-        batch = 1
-        for tensor in given:
-            tensor = torch.as_tensor(tensor)
-            batch = tensor.shape[0] if tensor.ndim > 1 else 1
-            break
+        first = next((torch.as_tensor(t) for t in (global_orient, body_pose, betas, transl) if t is not None), None)
+        batch = first.shape[0] if first is not None and first.ndim > 1 else 1
         global_orient = self._batch(global_orient, batch, 3)
         body_pose = self._batch(body_pose, batch, 69)
         betas = self._batch(betas, batch, self.num_betas)

@@ -4,7 +4,6 @@ Axis-angle vectors are in radians; rotation matrices act on column vectors.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
@@ -100,13 +99,3 @@ def rot6d_to_matrix(rot6d: torch.Tensor) -> torch.Tensor:
 def matrix_to_rot6d(matrix: torch.Tensor) -> torch.Tensor:
     """(..., 3, 3) -> (..., 6) in the interleaved layout read by :func:`rot6d_to_matrix`."""
     return matrix[..., :, :2].reshape(*matrix.shape[:-2], 6)
-
-
-def axis_angle_to_matrix_np(axis_angle: np.ndarray) -> np.ndarray:
-    """numpy convenience wrapper: (..., 3) radians -> (..., 3, 3) float64."""
-    return axis_angle_to_matrix(torch.as_tensor(np.asarray(axis_angle, dtype=np.float64))).numpy()
-
-
-def matrix_to_axis_angle_np(matrix: np.ndarray) -> np.ndarray:
-    """numpy convenience wrapper: (..., 3, 3) -> (..., 3) radians, float64."""
-    return matrix_to_axis_angle(torch.as_tensor(np.asarray(matrix, dtype=np.float64))).numpy()
