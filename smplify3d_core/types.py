@@ -111,6 +111,11 @@ class SMPLParams:
             raise ValueError(f"SMPL parameter record lacks {missing}")
         return cls(data["global_orient"], data["body_pose"], data["betas"], data["transl"])
 
+    @classmethod
+    def zeros(cls) -> "SMPLParams":
+        """The mean shape in the rest pose at the origin."""
+        return cls(np.zeros(3), np.zeros(69), np.zeros(10), np.zeros(3))
+
 
 @dataclass
 class PersonObservation:
