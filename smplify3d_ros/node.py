@@ -23,12 +23,10 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from smplify3d_ros.conversions import (
-    ConversionError, array_to_image, camera_info_to_camera, compressed_to_rgb8, image_to_rgb8, pointcloud2_to_xyz,
-    stamp_to_seconds,
-)
+from smplify3d_ros.conversions import ConversionError, array_to_image, camera_info_to_camera
 from smplify3d_ros.extrinsics import ExtrinsicsSource
 from smplify3d_ros.markers import markers_for_persons
+from smplify3d_ros.processing import FrameProcessor
 from smplify3d_ros.spin import spin_until_signal
 from smplify3d_ros.sync import make_synchronizer
 
@@ -157,6 +155,7 @@ class SMPLify3DNode(Node):
         except (ValueError, FileNotFoundError) as error:
             raise StartupError(str(error)) from error
         self.front_ends = FrontEnds(keypoints, initial_smpl, min_keypoint_score=float(p["min_keypoint_score"]))
+        self.processor = FrameProcessor(self.fitter, self.front_ends, int(p["max_persons"]), float(p["sync_slop"]))
         self.tracker = PelvisTracker()
         self.get_logger().info(f"fitting on {self.fitter.device} with preset {p['preset']}; body model "
                                f"{body.data.source}")
@@ -204,70 +203,23 @@ class SMPLify3DNode(Node):
             else:
                 self.counters["processed"] += 1
 
-    def _skip_reason_for_inputs(self):
-        if self._camera is None:
-            return self._camera_error or "no camera_info received yet"
-        return None
-
     def _process(self, frame: PendingFrame) -> Optional[str]:
         """Fit one frame and publish; returns why it was skipped, or None."""
-        from smplify3d_core.pipeline import fill_missing_observations, fit_frame, process_frame
-
-        reason = self._skip_reason_for_inputs()
-        if reason:
-            return reason
-        camera = self._camera
         image_msg, cloud_msg = frame.image_msg, frame.cloud_msg
-        try:
-            image = compressed_to_rgb8(image_msg) if isinstance(image_msg, CompressedImage) else image_to_rgb8(image_msg)
-            cloud = pointcloud2_to_xyz(cloud_msg)
-        except ConversionError as error:
-            return str(error)
-        if image.shape[:2] != (camera.height, camera.width):
-            return (f"image is {image.shape[1]}x{image.shape[0]} but camera_info says {camera.width}x{camera.height}")
+        camera = self._camera
+        if camera is None and self._camera_error:
+            return self._camera_error
         T, why = self.extrinsics.get(cloud_msg.header.stamp, image_msg.header.frame_id, cloud_msg.header.frame_id)
         if T is None:
             return why
-        if len(cloud) == 0:
-            return "the point cloud has no valid points"
-        start = time.perf_counter()
-        if self.params["observations_topic"]:
-            fit, stage_seconds = self._fit_with_observations(image, cloud, camera, T, image_msg, fill_missing_observations, fit_frame)
-            if fit is None:
-                return stage_seconds  # a reason string
-        else:
-            fit, observed = process_frame(image, cloud, camera, T, self.front_ends, self.fitter,
-                                          frame_id=str(stamp_to_seconds(image_msg.header.stamp)))
-            stage_seconds = observed.stage_seconds
-        stage_seconds = dict(stage_seconds)
-        stage_seconds["total"] = time.perf_counter() - start
-        self._last_stage_seconds = stage_seconds
-        self._publish(fit, image_msg.header, stage_seconds, image)
-        return None
-
-    def _fit_with_observations(self, image, cloud, camera, T, image_msg, fill_missing_observations, fit_frame):
-        """Persons from the newest ObservationArray within sync_slop of the image."""
-        from smplify3d_core.perception.proposals import crop_persons_points, lidar_visibility_for_keypoints
-        from smplify3d_core.types import FrameObservation
-        from smplify3d_ros.smpl_messages import observations_from_message
-
-        stamp = stamp_to_seconds(image_msg.header.stamp)
         with self._lock:
-            candidates = [m for m in self._observations if abs(stamp_to_seconds(m.header.stamp) - stamp) <= self.params["sync_slop"]]
-        if not candidates:
-            return None, "no observations within sync_slop of the image"
-        persons = observations_from_message(candidates[-1])[: int(self.params["max_persons"])]
-        cloud_cam = cloud @ T[:3, :3].T + T[:3, 3]
-        crops = crop_persons_points(cloud_cam, np.stack([p.bbox_xywh for p in persons]), camera) if persons else []
-        for person, ids in zip(persons, crops):
-            person.points = cloud_cam[ids]
-            person.lidar_visibility = lidar_visibility_for_keypoints(person.points, person.keypoints, camera)
-        persons = [p for p in persons if p.init is not None]
-        if not persons:
-            return None, "the observations hold no person with an initial estimate"
-        frame = FrameObservation("live", str(stamp), camera, T, persons, image=image, cloud_lidar=cloud)
-        fit = fit_frame(frame, self.fitter)
-        return fit, fit.result.stage_seconds
+            observations = list(self._observations) if self.params["observations_topic"] else None
+        outcome = self.processor.process(image_msg, cloud_msg, camera, T, observations)
+        if outcome.skip_reason:
+            return outcome.skip_reason
+        self._last_stage_seconds = outcome.stage_seconds
+        self._publish(outcome.fit, image_msg.header, outcome.stage_seconds, outcome.image)
+        return None
 
     # -- output --------------------------------------------------------------------------------
     def _publish(self, fit, header, stage_seconds: dict, image) -> None:
