@@ -7,6 +7,8 @@ Sub-commands:
   fit               fit SMPL bodies to a scene folder (keypoints, initial estimates, LiDAR points)
   demo              simulate a scene, fit it and report accuracy before and after
   bench             accuracy and speed over many simulated scenes, ablations, density/noise sweeps
+  keypoints         2D keypoint pre-pass (ViTPose + LiDAR visibility) over a dataset, resumable
+  eval              fit a dataset (HumanM3, SLOPER4D, demo folders) and report metrics, resumable
 """
 from __future__ import annotations
 
@@ -156,6 +158,57 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_body_loader(smpl):
+    """gender -> SMPLBody from --smpl (default: the synthetic model, which has all genders)."""
+    cache = {}
+
+    def load(gender: str):
+        if gender not in cache:
+            cache[gender] = _load_body(smpl, gender)
+        return cache[gender]
+
+    return load
+
+
+def _cmd_keypoints(args: argparse.Namespace) -> int:
+    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.keypoint_prepass import run_keypoint_prepass
+    from smplify3d_core.pipeline import load_front_ends
+
+    reader = open_dataset(args.dataset, args.data, body_loader=_dataset_body_loader(args.smpl), sequences=args.sequences)
+    estimator, _ = load_front_ends(args.vitpose, None, args.device, flip_test=not args.no_flip)
+    report = run_keypoint_prepass(reader, estimator, lidar_kernel_px=args.lidar_kernel_px, progress=not args.no_progress,
+                                  log=lambda message: print(message, file=sys.stderr))
+    print(f"keypoints: {report.written} frames written, {report.skipped} already done, {len(report.issues)} issues")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.evaluate import evaluate_dataset, format_summary
+    from smplify3d_core.fit.config import load_fit_config
+    from smplify3d_core.pipeline import build_fitter, load_front_ends
+
+    body_loader = _dataset_body_loader(args.smpl)
+    reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences)
+    config = load_fit_config(args.config or {"humanm3": "humanm3", "sloper4d": "sloper4d"}.get(args.dataset, "demo"))
+    fitter = build_fitter(body_loader(args.gender), config, device=args.device, seed=args.seed)
+    keypoints = initial_smpl = None
+    if args.vitpose or args.cliff:
+        keypoints, initial_smpl = load_front_ends(args.vitpose, args.cliff, args.device)
+    out = args.out or Path(args.data) / f"eval_{args.dataset}"
+    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, keypoints=keypoints, initial_smpl=initial_smpl,
+                              progress=not args.no_progress, log=lambda message: print(message, file=sys.stderr),
+                              max_frames=args.max_frames)
+    summary = report.summary
+    print(f"evaluated {summary['frames_evaluated']}/{summary['frames_listed']} frames "
+          f"({report.fitted_frames} fitted now, {report.cached_frames} from the cache), {len(report.issues)} issues")
+    if summary["combined"]["persons"]:
+        print(format_summary(summary))
+    print(f"wrote {Path(out) / 'metrics.json'}")
+    return 0 if summary["combined"]["persons"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smplify3d", description="SMPLify-3D: SMPL bodies from camera + LiDAR.")
     parser.add_argument("--threads", type=int, default=None,
@@ -204,6 +257,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("keypoints", help="2D keypoint pre-pass (ViTPose) over a dataset, written in its layout")
+    p.add_argument("--dataset", required=True, choices=("humanm3", "sloper4d", "demo"))
+    p.add_argument("--data", required=True, type=Path, help="dataset root (HumanM3: the folder holding test/)")
+    p.add_argument("--vitpose", required=True, help="ViTPose checkpoint (mmpose 1.x or official layout)")
+    p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
+    p.add_argument("--smpl", default=None, help="SMPL model folder (SLOPER4D ground truth; default: synthetic model)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--lidar-kernel-px", type=int, default=50, help="dilation of the LiDAR visibility mask, pixels")
+    p.add_argument("--no-flip", action="store_true", help="skip ViTPose's flip test (2x faster)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_keypoints)
+
+    p = sub.add_parser("eval", help="fit a dataset and report metrics (per sequence and combined)")
+    p.add_argument("--dataset", required=True, choices=("humanm3", "sloper4d", "demo"))
+    p.add_argument("--data", required=True, type=Path, help="dataset root (HumanM3: the folder holding test/)")
+    p.add_argument("--config", default=None, help="fit preset or YAML (default: the dataset's preset)")
+    p.add_argument("--smpl", default=None, help="SMPL model folder with SMPL_{NEUTRAL,MALE,FEMALE} (default: synthetic)")
+    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"), help="gender of the fitted body")
+    p.add_argument("--cliff", default=None, help="CLIFF checkpoint: initial estimates for persons without an init file entry")
+    p.add_argument("--vitpose", default=None, help="ViTPose checkpoint: keypoints for frames without a pre-pass file")
+    p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/eval_<dataset>)")
+    p.add_argument("--pck", action="store_true", help="also report PCK@50mm and AUC 0-200mm")
+    p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
 
     from smplify3d_core.bench import add_bench_parser
 

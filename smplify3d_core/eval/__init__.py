@@ -1,1 +1,1 @@
-"""Evaluation: metrics (and, later, dataset readers)."""
+"""Evaluation: metrics, scene folders, dataset readers (HumanM3, SLOPER4D, demo format), the eval loop."""

@@ -1,0 +1,132 @@
+"""Tiny look-alike dataset folders made with the simulator (tests, smoke runs of the commands).
+
+The real datasets are licensed and never shipped; these writers produce folders in the same
+layouts and file formats (``.pcd`` via open3d, JSON, pickle, JPEG/PNG images) whose ground truth is
+the simulator's, plus the simulator's 2D keypoints (``keypoints=True``) and image-only initial
+estimates (``inits=True``) in the files the readers look for.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from smplify3d_core.body.tables import body_tables
+from smplify3d_core.eval.datasets import (
+    inits_payload, keypoints_payload, rigid_inverse, transform_points, transform_smpl, write_json_atomic, write_pcd,
+)
+from smplify3d_core.eval.humanm3 import HUMANM3_SEQUENCES
+from smplify3d_core.eval.scene_folder import write_scene_folder
+from smplify3d_core.sim.presets import get_preset
+from smplify3d_core.sim.scene import simulate_scene
+
+
+def _write_image(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+
+
+def write_humanm3_lookalike(root, body, sequences: Sequence[str] = ("basketball1", "plaza"), frames: int = 2,
+                            persons: int = 2, seed: int = 0, keypoints: bool = True, inits: bool = True,
+                            lidar_yaw_deg: float = 8.0) -> Path:
+    """``<root>/test/<seq>/`` folders. The world frame is the LiDAR frame (z up), turned
+    ``lidar_yaw_deg`` about the vertical against the camera, so the world -> camera extrinsic is a
+    non-trivial rotation + translation. GT = the 15 HumanM3 joints regressed from the true meshes."""
+    root = Path(root)
+    regressor = body_tables(body.data).humanm3_regressor
+    preset = get_preset("humanm3").with_changes(lidar_rpy_deg=(0.0, 0.0, float(lidar_yaw_deg)))
+    for s, sequence in enumerate(sequences):
+        camera = HUMANM3_SEQUENCES[sequence]
+        folder = root / "test" / sequence
+        T_cam_world = preset.T_cam_lidar
+        K34 = np.column_stack([preset.K, np.zeros(3)])
+        write_json_atomic(folder / "camera_calibration" / f"{camera}.json",
+                          {"intrinsic": K34.tolist(), "extrinsic": T_cam_world.tolist()})
+        T_world_cam = rigid_inverse(T_cam_world)
+        for f in range(frames):
+            frame_id = f"{f:06d}"
+            scene = simulate_scene(body, persons=persons, preset=preset, seed=seed + 1000 * s + f)
+            frame = scene.frame
+            write_pcd(folder / "pointcloud" / f"{frame_id}.pcd", frame.cloud_lidar)
+            poses = {}
+            for person in frame.persons:
+                joints_cam = regressor @ frame.truth[person.tracking_id].vertices
+                poses[person.tracking_id] = transform_points(T_world_cam, joints_cam).reshape(-1).tolist()
+            write_json_atomic(folder / "pose_calib" / f"{frame_id}.json", poses)
+            _write_image(folder / "images" / camera / f"{frame_id}.jpg", frame.image)
+            if keypoints:
+                write_json_atomic(folder / "pose2d" / f"{frame_id}.json", keypoints_payload(
+                    camera, {p.tracking_id: np.column_stack([p.keypoints, p.lidar_visibility]) for p in frame.persons}))
+            if inits:
+                write_json_atomic(folder / "init_smpl" / f"{frame_id}.json",
+                                  inits_payload(sequence, frame_id, {p.tracking_id: p.init for p in frame.persons}))
+    return root
+
+
+def write_sloper4d_lookalike(root, body, sequence: str = "seq_test", frames: int = 3, seed: int = 0,
+                             gender: str = "male", keypoints: bool = True, inits: bool = True) -> Path:
+    """``<root>/<seq>/<seq>_labels.pkl`` + ``rgb_data/<seq>_imgs/`` (one subject per frame, the
+    LiDAR moving through a z-up world). ``body`` is the model of ``gender`` (the labels' gender)."""
+    folder = Path(root) / sequence
+    preset = get_preset("sloper4d")
+    lidar2cam = preset.T_cam_lidar
+    names, bboxes, traj, opt_pose, opt_trans, betas, clouds = [], [], [], [], [], [], []
+    kp_frames, init_frames = {}, {}
+    for f in range(frames):
+        scene = simulate_scene(body, persons=1, preset=preset, seed=seed + f)
+        frame = scene.frame
+        person = frame.persons[0]
+        truth = frame.truth[person.tracking_id]
+        lidar2world = np.eye(4)
+        lidar2world[:3, :3] = Rotation.from_euler("z", 0.3 + 0.1 * f).as_matrix()
+        lidar2world[:3, 3] = [0.5 * f, 0.2 * f, 1.2]
+        world_cam = lidar2world @ rigid_inverse(lidar2cam)  # camera -> world
+        world = transform_smpl(truth.smpl, world_cam, body)
+        name = f"{f:06d}.jpg"
+        names.append(name)
+        x, y, w, h = person.bbox_xywh
+        bboxes.append([float(x), float(y), float(x + w), float(y + h)])
+        quat = Rotation.from_matrix(lidar2world[:3, :3]).as_quat()
+        traj.append([f, *lidar2world[:3, 3], *quat, 0.05 * f])
+        opt_pose.append(np.concatenate([world.global_orient, world.body_pose]))
+        opt_trans.append(world.transl)
+        betas.append(world.betas)
+        clouds.append(transform_points(world_cam, person.points))
+        _write_image(folder / "rgb_data" / f"{sequence}_imgs" / name, frame.image)
+        kp_frames[Path(name).stem] = np.column_stack([person.keypoints, person.lidar_visibility]).tolist()
+        init_frames[Path(name).stem] = person.init.to_dict()
+    fx, fy = preset.K[0, 0], preset.K[1, 1]
+    labels = {
+        "frame_num": list(range(frames)),
+        "RGB_info": {"width": preset.image_width, "height": preset.image_height,
+                     "intrinsics": [fx, fy, preset.K[0, 2], preset.K[1, 2]], "lidar2cam": lidar2cam.tolist(),
+                     "dist": [0.0] * 5},
+        "RGB_frames": {"file_basename": names, "bbox": bboxes, "skel_2d": [[] for _ in names]},
+        "first_person": {"lidar_traj": np.asarray(traj)},
+        "second_person": {"opt_pose": np.asarray(opt_pose), "opt_trans": np.asarray(opt_trans),
+                          "beta": np.asarray(betas), "gender": gender, "point_clouds": clouds,
+                          "point_frame": list(range(frames))},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{sequence}_labels.pkl", "wb") as handle:
+        pickle.dump(labels, handle, protocol=4)
+    if keypoints:
+        write_json_atomic(folder / f"{sequence}_keypoints.json", {"camera": sequence, "frames": kp_frames})
+    if inits:
+        write_json_atomic(folder / f"{sequence}_init_smpl.json", {"frames": init_frames})
+    return folder
+
+
+def write_demo_lookalike(root, body, frames: int = 2, persons: int = 2, seed: int = 0, sequence: str = "demo",
+                         preset: str = "humanm3") -> Path:
+    """``<root>/<frame>/`` scene folders (research demo format + camera.json, init and SMPL truth)."""
+    root = Path(root)
+    for f in range(frames):
+        scene = simulate_scene(body, persons=persons, preset=preset, seed=seed + f)
+        scene.frame.sequence, scene.frame.frame_id = sequence, f"{f:06d}"
+        write_scene_folder(scene.frame, root / f"frame_{f:06d}", camera_name=f"sim_{preset}", cloud_labels=scene.cloud_labels)
+    return root

@@ -1,0 +1,159 @@
+"""`smplify3d eval` end to end on look-alike HumanM3, SLOPER4D and demo folders; bad inputs."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from smplify3d_core.body.model import SMPLBody
+from smplify3d_core.body.tables import body_tables
+from smplify3d_core.cli import main
+from smplify3d_core.eval.datasets import open_dataset, write_pcd
+from smplify3d_core.eval.lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
+from smplify3d_core.eval.metrics import evaluate_meshes, mpjpe, pa_mpjpe
+
+QUICK = "stage1: {iterations: 10}\nstage2: {iterations: 30}\nstage3: {iterations: 10}\n"
+
+
+@pytest.fixture(scope="module")
+def quick_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "quick.yaml"
+    path.write_text(QUICK)
+    return path
+
+
+@pytest.fixture(scope="module")
+def humanm3_root(tmp_path_factory, smpl_body):
+    return write_humanm3_lookalike(tmp_path_factory.mktemp("hm3"), smpl_body, sequences=("basketball1", "plaza"),
+                                   frames=2, persons=2, seed=10)
+
+
+def _body(body_model_dir, gender="neutral"):
+    return SMPLBody.from_path(body_model_dir, gender=gender)
+
+
+def _meshes(body, hmr_list, key_t="global_t"):
+    with torch.no_grad():
+        out = body(*(torch.tensor(np.array([h[k] for h in hmr_list]), dtype=torch.float32)
+                     for k in ("global_orient", "body_pose", "betas", key_t)))
+    return out.vertices.double().numpy(), out.joints.double().numpy()
+
+
+def _saved_results(out, reader):
+    """(frame, annotation, cache person) triples from the per-frame files of an eval run."""
+    items = []
+    for ref in reader.frames():
+        smpl_file = out / ref.sequence / f"smpl_{ref.frame_id}.json"
+        if not smpl_file.is_file():
+            continue
+        frame, _ = reader.load_frame(ref)
+        cache = json.loads((out / ref.sequence / f"frame_{ref.frame_id}.json").read_text())
+        by_id = {p["tracking_id"]: p for p in cache["persons"]}
+        for annotation in json.loads(smpl_file.read_text())["annotations"]:
+            if annotation["valid"]:
+                items.append((frame, annotation, by_id[annotation["idx"]]))
+    return items
+
+
+def test_eval_humanm3_layout_improves_and_matches_direct_metrics(tmp_path, humanm3_root, quick_config, smpl_body, capsys):
+    out = tmp_path / "out"
+    args = ["eval", "--dataset", "humanm3", "--data", str(humanm3_root), "--config", str(quick_config),
+            "--out", str(out), "--device", "cpu", "--no-progress", "--pck"]
+    assert main(args) == 0
+    text = capsys.readouterr()
+    assert "basketball2" in text.err and "missing" in text.err
+    summary = json.loads((out / "metrics.json").read_text())
+    combined = summary["combined"]
+    assert combined["fit"]["mpjpe_mm"] < combined["init"]["mpjpe_mm"]
+    assert {"mpjpe_mm", "pa_mpjpe_mm", "pck50", "auc_0_200"} <= set(combined["fit"])
+    assert set(summary["sequences"]) == {"basketball1", "plaza"}
+    assert (out / "per_frame_metrics.png").stat().st_size > 1000
+    # recompute from the saved results and the reader's ground truth
+    reader = open_dataset("humanm3", humanm3_root)
+    regressor = body_tables(smpl_body.data).humanm3_regressor
+    fit_errors, init_errors, pa_errors = [], [], []
+    for frame, annotation, cached in _saved_results(out, reader):
+        gt = next(p.pose3d for p in frame.persons if p.tracking_id == annotation["idx"])[None]
+        v, _ = _meshes(smpl_body, [annotation["hmr"]])
+        pred = np.einsum("jv,bvc->bjc", regressor, v)
+        fit_errors.append(1000 * mpjpe(pred, gt)[0])
+        pa_errors.append(1000 * pa_mpjpe(pred, gt)[0])
+        vi, _ = _meshes(smpl_body, [cached["init_smpl"]], key_t="transl")
+        init_errors.append(1000 * mpjpe(np.einsum("jv,bvc->bjc", regressor, vi), gt)[0])
+    assert len(fit_errors) == combined["persons"] > 0
+    assert np.isclose(np.mean(fit_errors), combined["fit"]["mpjpe_mm"], atol=0.05)
+    assert np.isclose(np.mean(pa_errors), combined["fit"]["pa_mpjpe_mm"], atol=0.05)
+    assert np.isclose(np.mean(init_errors), combined["init"]["mpjpe_mm"], atol=0.05)
+    # a rerun resumes: every frame from the cache; a removed cache file is fitted again
+    assert main(args) == 0
+    assert f"0 fitted now, {summary['frames_evaluated']} from the cache" in capsys.readouterr().out
+    (out / "plaza" / "frame_000001.json").unlink()
+    assert main(args) == 0
+    assert "1 fitted now" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["combined"]["fit"]["mpjpe_mm"] == pytest.approx(combined["fit"]["mpjpe_mm"])
+
+
+@pytest.mark.parametrize("dataset", ["sloper4d", "demo"])
+def test_eval_smpl_truth_layouts_match_direct_metrics(tmp_path, dataset, quick_config, smpl_body, body_model_dir, capsys):
+    if dataset == "sloper4d":
+        root = tmp_path / "slo"
+        write_sloper4d_lookalike(root, _body(body_model_dir, "female"), frames=2, gender="female")
+        loader = lambda gender: _body(body_model_dir, gender)
+    else:
+        root = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=2, persons=2, seed=4)
+        loader = None
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", dataset, "--data", str(root), "--config", str(quick_config), "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    combined = json.loads((out / "metrics.json").read_text())["combined"]
+    assert {"pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm"} <= set(combined["fit"]) and "pck50" not in combined["fit"]
+    reader = open_dataset(dataset, root, body_loader=loader)
+    rows = []
+    for frame, annotation, _ in _saved_results(out, reader):
+        truth = frame.truth[annotation["idx"]]
+        v, j = _meshes(smpl_body, [annotation["hmr"]])
+        rows.append(evaluate_meshes(v, j, truth.vertices[None], truth.joints[None], smpl_body.faces))
+    assert len(rows) == combined["persons"] > 0
+    for key in ("pve_mm", "mpjpe_mm", "pa_mpjpe_mm"):
+        assert np.isclose(np.mean([r[key][0] for r in rows]), combined["fit"][key], atol=0.05), key
+    assert np.isclose(np.mean([r["mpere"][0] for r in rows]), combined["fit"]["mpere"], atol=1e-4)
+    assert list((out / reader.frames()[0].sequence).glob("smpl_*.json"))
+
+
+def test_eval_bad_inputs_are_named_and_the_rest_is_evaluated(tmp_path, humanm3_root, quick_config, capsys):
+    root = tmp_path / "hm3"
+    shutil.copytree(humanm3_root, root)
+    seq = root / "test" / "basketball1"
+    write_pcd(seq / "pointcloud" / "000001.pcd", np.zeros((0, 3)))                      # a frame with no points
+    poses = json.loads((seq / "pose_calib" / "000000.json").read_text())
+    poses["99"] = (np.tile([[-5.0, 0.0, 1.0]], (15, 1)) + np.linspace(0, 0.1, 15)[:, None]).reshape(-1).tolist()  # behind the camera
+    (seq / "pose_calib" / "000000.json").write_text(json.dumps(poses))
+    next((root / "test" / "plaza" / "images" / "camera_2").glob("*.jpg")).unlink()       # image/pose count mismatch
+    out = tmp_path / "out"
+    assert main(["eval", "--dataset", "humanm3", "--data", str(root), "--config", str(quick_config), "--out", str(out),
+                 "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "000001.pcd has no points" in err
+    assert "pose_calib/000000.json: person '99' is not in the image" in err
+    assert "images/camera_2 holds 1 images but" in err and "pose_calib holds 2 pose files" in err
+    assert "test/intersection is missing" in err
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["frames_evaluated"] == 1 and summary["combined"]["persons"] >= 1
+    assert len(summary["issues"]) >= 5
+
+
+def test_eval_computes_missing_initial_estimates_with_cliff(tmp_path, smpl_body, quick_config, capsys):
+    from smplify3d_core.perception.cliff import CLIFF
+
+    torch.manual_seed(0)
+    cliff = tmp_path / "cliff_res50.pt"
+    torch.save({"model": {f"module.{k}": v for k, v in CLIFF("res50").state_dict().items()}}, cliff)
+    root = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=1, persons=1, seed=2)
+    (root / "frame_000000" / "init_smpl.json").unlink()
+    base = ["eval", "--dataset", "demo", "--data", str(root), "--config", str(quick_config), "--device", "cpu", "--no-progress"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 1  # nothing to start from: reported, no metrics
+    assert "no initial estimate" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "b"), "--cliff", str(cliff)]) == 0
+    cache = json.loads((tmp_path / "b" / "demo" / "frame_000000.json").read_text())
+    assert np.isfinite(cache["persons"][0]["init_smpl"]["transl"]).all()
