@@ -1,0 +1,370 @@
+"""``smplify3d-ros-demo``: the simulator and the node as processes over DDS, checked against ground truth.
+
+Starts ``smplify3d_sim_node`` (synthetic camera + LiDAR + stand-in detector) and ``smplify3d_node``
+(observations mode, the simulator's static camera-LiDAR extrinsic) as two processes on a random
+ROS_DOMAIN_ID with loopback-only discovery, listens to the node's ``~/smpl`` and ``~/markers``, to
+``/diagnostics`` and to the simulator's ``~/ground_truth`` for ``--seconds`` after the first result,
+and prints one line per fitted frame (stamp, persons, latency = receive time - image stamp, the
+node's total fit time, PVE and pelvis error against the true bodies) and a summary (frames
+processed, dropped while busy and skipped, from /diagnostics; mean PVE after aligning the
+pelvises; mean absolute pelvis error). Everything received is written to an MCAP rosbag2
+(``--out``/bag, with the package's message definitions, so ``rosbags`` or ``ros2 bag`` read it
+without this package). The children are stopped with SIGTERM. Exit status 0, or 1 with a message
+when no result arrives within ``--startup-timeout`` or a child dies.
+
+    python -m smplify3d_ros.demo --seconds 10 --out /tmp/smplify3d_ros_demo
+"""
+from __future__ import annotations
+
+import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+SIM = "/smplify3d_sim_node"
+NODE = "/smplify3d_node"
+TOPICS = {  # recorded topic -> message type (rosbag2 name)
+    f"{NODE}/smpl": "smplify3d_ros/msg/SMPLArray",
+    f"{NODE}/markers": "visualization_msgs/msg/MarkerArray",
+    f"{SIM}/ground_truth": "smplify3d_ros/msg/SMPLArray",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on (no result in time, a node died, the output folder is taken)."""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="smplify3d-ros-demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="run time after the first result (s)")
+    parser.add_argument("--out", default="smplify3d_ros_demo",
+                        help="output folder: bag/ (MCAP rosbag2) and the nodes' logs (default ./smplify3d_ros_demo)")
+    parser.add_argument("--rate", type=float, default=2.0, help="simulator frame rate (Hz)")
+    parser.add_argument("--persons", type=int, default=2, help="persons per simulated frame")
+    parser.add_argument("--scenes", type=int, default=3, help="simulated frames cycled through")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--preset", default="humanm3", help="simulator and fit preset")
+    parser.add_argument("--device", default="cpu", help="the node's device: cpu, cuda or auto")
+    parser.add_argument("--startup-timeout", type=float, default=90.0,
+                        help="seconds to wait for the first result before giving up")
+    parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.rate <= 0 or args.persons < 1 or args.scenes < 1 or args.startup_timeout <= 0:
+        parser.error("--seconds, --rate and --startup-timeout must be > 0, --persons and --scenes >= 1")
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# processes
+# ----------------------------------------------------------------------------------------------
+
+def ros_environment() -> dict:
+    """This process's environment with a random ROS_DOMAIN_ID and loopback-only discovery."""
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def start_node(module: str, params: dict, env: dict, log_path: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    log = open(log_path, "w")
+    try:
+        return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    finally:
+        log.close()  # the child holds its own descriptor
+
+
+def stop_node(process: subprocess.Popen, timeout: float = 10.0) -> Optional[int]:
+    """SIGTERM, then SIGKILL after ``timeout`` s; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    return process.returncode
+
+
+def node_parameters(args) -> tuple[dict, dict]:
+    from smplify3d_core.sim.presets import get_preset
+
+    T = get_preset(args.preset).T_cam_lidar.reshape(-1).tolist()
+    sim = {"rate": args.rate, "persons": args.persons, "scenes": args.scenes, "seed": args.seed, "preset": args.preset}
+    node = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
+            "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
+            "publish_vertices": "true", "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]",
+            "device": args.device, "preset": args.preset}
+    return sim, node
+
+
+# ----------------------------------------------------------------------------------------------
+# the bag
+# ----------------------------------------------------------------------------------------------
+
+def msg_dir() -> Path:
+    """The package's msg/ folder (the source checkout, or share/smplify3d_ros/msg of an install)."""
+    candidates = [Path(__file__).resolve().parent.parent / "msg"]
+    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
+        if prefix:
+            candidates.append(Path(prefix) / "share" / "smplify3d_ros" / "msg")
+    for folder in candidates:
+        if (folder / "SMPLArray.msg").is_file():
+            return folder
+    raise DemoError("cannot find the smplify3d_ros message definitions (msg/*.msg)")
+
+
+def make_typestore():
+    """rosbags' ROS 2 (Jazzy) type store plus this package's messages, so the bag describes its types."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_JAZZY)
+    types = {}
+    for path in sorted(msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"smplify3d_ros/msg/{path.stem}"))
+    store.register(types)
+    return store
+
+
+class BagRecorder:
+    """Writes rclpy messages (serialized to CDR by rclpy) into an MCAP rosbag2 with rosbags' Writer."""
+
+    def __init__(self, path: Path, topics: dict) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+
+        if path.exists():
+            if not path.is_dir() or (any(path.iterdir()) and not (path / "metadata.yaml").exists()):
+                raise DemoError(f"{path} exists and is not a rosbag2 folder: choose another --out")
+            shutil.rmtree(path)  # a bag of an earlier demo run
+        store = make_typestore()
+        self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self.writer.open()
+        self.connections = {topic: self.writer.add_connection(topic, msgtype, typestore=store)
+                            for topic, msgtype in topics.items()}
+        self.counts = {topic: 0 for topic in topics}
+        self.path = path
+
+    def write(self, topic: str, msg) -> None:
+        from rclpy.serialization import serialize_message
+
+        self.writer.write(self.connections[topic], time.time_ns(), serialize_message(msg))
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# accuracy
+# ----------------------------------------------------------------------------------------------
+
+def _xyz(points) -> np.ndarray:
+    return np.array([(p.x, p.y, p.z) for p in points], dtype=np.float64).reshape(-1, 3)
+
+
+def compare_to_truth(result, truth) -> tuple[list, list]:
+    """Per valid fitted person: (PVE after aligning the pelvises, absolute pelvis error), metres, against
+    the true body with the nearest pelvis."""
+    if not truth.persons:
+        return [], []
+    true_joints = [_xyz(t.joints) for t in truth.persons]
+    true_vertices = [_xyz(t.vertices) for t in truth.persons]
+    pves, pelvis = [], []
+    for person in result.persons:
+        if not person.valid:
+            continue
+        joints = _xyz(person.joints)
+        best = int(np.argmin([np.linalg.norm(j[0] - joints[0]) for j in true_joints]))
+        pelvis.append(float(np.linalg.norm(joints[0] - true_joints[best][0])))
+        vertices = _xyz(person.vertices)
+        if len(vertices) and len(vertices) == len(true_vertices[best]):
+            pves.append(float(np.linalg.norm((vertices - joints[0]) - (true_vertices[best] - true_joints[best][0]),
+                                             axis=1).mean()))
+    return pves, pelvis
+
+
+def _stamp_key(header) -> tuple:
+    return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
+def _seconds(header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+# ----------------------------------------------------------------------------------------------
+# main
+# ----------------------------------------------------------------------------------------------
+
+def run(args) -> int:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from visualization_msgs.msg import MarkerArray
+
+    from smplify3d_ros.msg import SMPLArray
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    env = ros_environment()
+    os.environ["ROS_DOMAIN_ID"], os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_DOMAIN_ID"], "LOCALHOST"
+    sim_params, node_params = node_parameters(args)
+    recorder = BagRecorder(out / "bag", TOPICS)
+    print(f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only); logs in {out}/sim.log and {out}/node.log", flush=True)
+    children = {"smplify3d_sim_node": start_node("smplify3d_ros.sim_node", sim_params, env, out / "sim.log"),
+                "smplify3d_node": start_node("smplify3d_ros.node", node_params, env, out / "node.log")}
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    listener = None
+    state = {"recording": False, "first": None, "results": [], "truths": {}, "diagnostics": None}
+    try:
+        listener = rclpy.create_node("smplify3d_ros_demo", context=context)
+        qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
+
+        def on_result(msg):
+            received = time.time()
+            if state["first"] is None:
+                state["first"] = received
+                state["recording"] = True
+                print(f"first result after {received - state['start']:.1f} s; recording for {args.seconds:g} s",
+                      flush=True)
+            if not state["recording"]:
+                return
+            recorder.write(f"{NODE}/smpl", msg)
+            state["results"].append((received, msg))
+            stages = dict(zip(msg.stage_names, msg.stage_seconds))
+            truth = state["truths"].get(_stamp_key(msg.header))
+            pves, pelvis = compare_to_truth(msg, truth) if truth is not None else ([], [])
+            state.setdefault("pves", []).extend(pves)
+            state.setdefault("pelvis", []).extend(pelvis)
+            if not args.quiet:
+                accuracy = (f"  PVE {np.mean(pves) * 1000:5.1f} mm  pelvis {np.mean(pelvis) * 1000:5.1f} mm"
+                            if pves and pelvis else "  (no ground truth)" if truth is None else "")
+                print(f"frame {_seconds(msg.header):.3f}  persons {len(msg.persons)}  latency "
+                      f"{received - _seconds(msg.header):6.3f} s  total {stages.get('total', float('nan')):6.3f} s"
+                      + accuracy, flush=True)
+
+        def on_truth(msg):
+            state["truths"][_stamp_key(msg.header)] = msg
+            if len(state["truths"]) > 200:
+                state["truths"].pop(next(iter(state["truths"])))
+            if state["recording"]:
+                recorder.write(f"{SIM}/ground_truth", msg)
+
+        def on_markers(msg):
+            if state["recording"]:
+                recorder.write(f"{NODE}/markers", msg)
+
+        def on_diagnostics(msg):
+            for status in msg.status:
+                if status.name.startswith("smplify3d_node"):
+                    state["diagnostics"] = ({kv.key: kv.value for kv in status.values}, status.message)
+            if state["recording"]:
+                recorder.write("/diagnostics", msg)
+
+        listener.create_subscription(SMPLArray, f"{NODE}/smpl", on_result, qos)
+        listener.create_subscription(MarkerArray, f"{NODE}/markers", on_markers, qos)
+        listener.create_subscription(SMPLArray, f"{SIM}/ground_truth", on_truth, qos)
+        listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, qos)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(listener)
+
+        state["start"] = time.time()
+        while state["first"] is None:
+            executor.spin_once(timeout_sec=0.1)
+            _check_children(children, out)
+            if time.time() - state["start"] > args.startup_timeout:
+                raise DemoError(f"no result from {NODE}/smpl within {args.startup_timeout:g} s; see {out}/node.log:\n"
+                                + _tail(out / "node.log"))
+        while time.time() < state["first"] + args.seconds:
+            executor.spin_once(timeout_sec=0.1)
+            _check_children(children, out)
+        state["recording"] = False
+        seen = state["diagnostics"]
+        deadline = time.time() + 3.0  # one more /diagnostics message: the node's final counts
+        while time.time() < deadline and state["diagnostics"] is seen:
+            executor.spin_once(timeout_sec=0.1)
+        print(summary(state, args, recorder), flush=True)
+        return 0
+    finally:
+        codes = {name: stop_node(process) for name, process in children.items()}
+        if listener is not None:
+            listener.destroy_node()
+        rclpy.try_shutdown(context=context)
+        recorder.close()
+        bad = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM)}
+        if bad:
+            print(f"warning: nodes exited with {bad}", file=sys.stderr)
+
+
+def summary(state, args, recorder) -> str:
+    results = state["results"]
+    latencies = [received - _seconds(msg.header) for received, msg in results]
+    values, message = state["diagnostics"] or ({}, "no /diagnostics received")
+    pves, pelvis = state.get("pves", []), state.get("pelvis", [])
+    persons = sum(len(msg.persons) for _, msg in results)
+    lines = [
+        f"summary: frames processed {values.get('processed', '?')}, "
+        f"dropped while busy {values.get('dropped_busy', '?')}, "
+        f"skipped {values.get('skipped', '?')}, unsynchronized drops {values.get('unsynchronized_drops', '?')} "
+        f"(node totals from /diagnostics: {message})",
+        f"  received in {args.seconds:g} s: {len(results)} results, {persons} persons; latency mean "
+        + (f"{np.mean(latencies):.3f} s, max {np.max(latencies):.3f} s" if latencies else "n/a"),
+        "  accuracy vs ground truth: " + (
+            f"mean PVE (pelvis-aligned) {np.mean(pves) * 1000:.1f} mm, mean absolute pelvis error "
+            f"{np.mean(pelvis) * 1000:.1f} mm over {len(pelvis)} fitted persons" if pves and pelvis else "n/a"),
+        f"  bag: {recorder.path} (MCAP; " + ", ".join(f"{t} {n}" for t, n in recorder.counts.items()) + ")",
+    ]
+    skipped = {k[len("skipped: "):]: v for k, v in values.items() if k.startswith("skipped: ")}
+    if skipped:
+        lines.append("  skip reasons: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))
+    return "\n".join(lines)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _check_children(children: dict, out: Path) -> None:
+    for name, process in children.items():
+        if process.poll() is not None:
+            log = out / ("sim.log" if "sim" in name else "node.log")
+            raise DemoError(f"{name} exited with status {process.returncode}; see {log}:\n{_tail(log)}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+
+    def on_sigterm(*_):  # stop like Ctrl-C: the children are stopped in run()'s finally
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        return run(args)
+    except DemoError as error:
+        print(f"smplify3d-ros-demo: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("smplify3d-ros-demo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
