@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -54,7 +55,7 @@ class FrameRef:
         return f"{self.sequence}/{self.frame_id}"
 
 
-class DatasetReader:
+class DatasetReader(ABC):
     """Base of the readers. Subclasses fill ``scan`` and ``load_frame``.
 
     truth_kind: ``"joints15"`` (HumanM3 joints) or ``"smpl"`` (SMPL meshes) or ``"auto"`` (per person).
@@ -72,8 +73,9 @@ class DatasetReader:
         self._frames: Optional[List[FrameRef]] = None
 
     # -- scanning -----------------------------------------------------------------------------
-    def scan(self) -> List[FrameRef]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def scan(self) -> List[FrameRef]:
+        """The dataset's frames, in order; sequence-level problems are appended to ``issues``."""
 
     def frames(self) -> List[FrameRef]:
         """All usable frames (scanned once); sequence-level problems land in ``issues``."""
@@ -82,19 +84,22 @@ class DatasetReader:
         return self._frames
 
     # -- per frame ------------------------------------------------------------------------------
+    @abstractmethod
     def load_frame(self, ref: FrameRef, load_image: bool = False, require_keypoints: bool = True
-                   ) -> Tuple[FrameObservation, List[str]]:  # pragma: no cover - abstract
+                   ) -> Tuple[FrameObservation, List[str]]:
         """(frame, notes): the frame's observations; notes name the persons dropped and why."""
-        raise NotImplementedError
 
-    def keypoints_done(self, ref: FrameRef) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def keypoints_done(self, ref: FrameRef) -> bool:
+        """Whether the keypoint pre-pass already wrote this frame's keypoints."""
 
-    def write_keypoints(self, ref: FrameRef, camera_name: str, keypoints: Dict[str, np.ndarray]) -> Path:  # pragma: no cover
-        raise NotImplementedError
+    @abstractmethod
+    def write_keypoints(self, ref: FrameRef, camera_name: str, keypoints: Dict[str, np.ndarray]) -> Path:
+        """Store the frame's keypoints (tracking id -> (17, 4) x, y, score, LiDAR flag) in the dataset's layout."""
 
-    def keypoint_file(self, ref: FrameRef) -> Path:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def keypoint_file(self, ref: FrameRef) -> Path:
+        """The file that holds (or will hold) the frame's keypoints."""
 
     def flush(self) -> None:
         """Write keypoint files still held in memory (SLOPER4D); a no-op for per-frame files."""
