@@ -201,27 +201,10 @@ def lookup_transform(transforms: list, target: str, source: str) -> Optional[np.
 # ---------------------------------------------------------------------------------------------
 # record-sim
 # ---------------------------------------------------------------------------------------------
-def sim_frame_messages(frame, stamp, camera_frame: str, lidar_frame: str) -> dict:
-    """The sim node's messages of one simulated frame: topic key -> rclpy message (same content as its _tick)."""
-    from sensor_msgs.msg import CameraInfo
-
-    from smplify3d_ros.conversions import array_to_image, xyz_to_pointcloud2
-    from smplify3d_ros.smpl_messages import observations_to_message, truth_to_smpl_array
-
-    image = array_to_image(frame.image, "rgb8")
-    image.header.stamp, image.header.frame_id = stamp, camera_frame
-    info = CameraInfo(width=frame.camera.width, height=frame.camera.height, distortion_model="plumb_bob",
-                      k=frame.camera.K.reshape(-1).tolist(), d=[0.0] * 5,
-                      p=np.hstack([frame.camera.K, np.zeros((3, 1))]).reshape(-1).tolist())
-    info.r = np.eye(3).reshape(-1).tolist()
-    info.header.stamp, info.header.frame_id = stamp, camera_frame
-    cloud = xyz_to_pointcloud2(frame.cloud_lidar, frame_id=lidar_frame, stamp=stamp)
-    return {"camera_info": info, "observations": observations_to_message(frame.persons, image.header),
-            "ground_truth": truth_to_smpl_array(frame.truth, image.header), "image": image, "points": cloud}
-
-
 def record_sim(args) -> int:
     from rclpy.serialization import serialize_message
+
+    from smplify3d_ros.sim_node import sim_frame_messages
     from rosbags.rosbag2 import Writer
     from tqdm import tqdm
 

@@ -118,30 +118,6 @@ def node_parameters(args) -> tuple[dict, dict]:
 # the bag
 # ----------------------------------------------------------------------------------------------
 
-def msg_dir() -> Path:
-    """The package's msg/ folder (the source checkout, or share/smplify3d_ros/msg of an install)."""
-    candidates = [Path(__file__).resolve().parent.parent / "msg"]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "smplify3d_ros" / "msg")
-    for folder in candidates:
-        if (folder / "SMPLArray.msg").is_file():
-            return folder
-    raise DemoError("cannot find the smplify3d_ros message definitions (msg/*.msg)")
-
-
-def make_typestore():
-    """rosbags' ROS 2 (Jazzy) type store plus this package's messages, so the bag describes its types."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    store = get_typestore(Stores.ROS2_JAZZY)
-    types = {}
-    for path in sorted(msg_dir().glob("*.msg")):
-        types.update(get_types_from_msg(path.read_text(), f"smplify3d_ros/msg/{path.stem}"))
-    store.register(types)
-    return store
-
-
 class BagRecorder:
     """Writes rclpy messages (serialized to CDR by rclpy) into an MCAP rosbag2 with rosbags' Writer."""
 
@@ -152,6 +128,8 @@ class BagRecorder:
             if not path.is_dir() or (any(path.iterdir()) and not (path / "metadata.yaml").exists()):
                 raise DemoError(f"{path} exists and is not a rosbag2 folder: choose another --out")
             shutil.rmtree(path)  # a bag of an earlier demo run
+        from smplify3d_ros.bag import make_typestore
+
         store = make_typestore()
         self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
         self.writer.open()

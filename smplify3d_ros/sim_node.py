@@ -19,6 +19,28 @@ from smplify3d_ros.conversions import array_to_image, xyz_to_pointcloud2
 from smplify3d_ros.spin import spin_until_signal
 
 
+def sim_frame_messages(frame, stamp, camera_frame: str, lidar_frame: str) -> dict:
+    """The messages of one simulated frame, all with the same stamp.
+
+    Returns {"image", "camera_info", "points", "observations", "ground_truth"} -> rclpy message;
+    the image and camera_info are in ``camera_frame``, the cloud in ``lidar_frame``. Used by the
+    node's timer and by ``smplify3d-bag record-sim``.
+    """
+    from smplify3d_ros.smpl_messages import observations_to_message, truth_to_smpl_array
+
+    image = array_to_image(frame.image, "rgb8")
+    image.header.stamp, image.header.frame_id = stamp, camera_frame
+    info = CameraInfo(width=frame.camera.width, height=frame.camera.height, distortion_model="plumb_bob",
+                      k=frame.camera.K.reshape(-1).tolist(), d=[0.0] * 5,
+                      p=np.hstack([frame.camera.K, np.zeros((3, 1))]).reshape(-1).tolist())
+    info.r = np.eye(3).reshape(-1).tolist()
+    info.header.stamp, info.header.frame_id = stamp, camera_frame
+    cloud = xyz_to_pointcloud2(frame.cloud_lidar, frame_id=lidar_frame, stamp=stamp)
+    return {"image": image, "camera_info": info, "points": cloud,
+            "observations": observations_to_message(frame.persons, image.header),
+            "ground_truth": truth_to_smpl_array(frame.truth, image.header)}
+
+
 class SimulatedSensorNode(Node):
     """Cycles through ``scenes`` simulated frames (seeds seed..seed+scenes-1), publishing each in turn."""
 
@@ -70,26 +92,15 @@ class SimulatedSensorNode(Node):
         self._tf.sendTransform(message)
 
     def _tick(self) -> None:
-        from smplify3d_ros.smpl_messages import observations_to_message, truth_to_smpl_array
-
         scene = self.scenes[self.index % len(self.scenes)]
         self.index += 1
-        frame = scene.frame
-        stamp = self.get_clock().now().to_msg()
-        camera_frame, lidar_frame = self.params["camera_frame"], self.params["lidar_frame"]
-        image = array_to_image(frame.image, "rgb8")
-        image.header.stamp, image.header.frame_id = stamp, camera_frame
-        info = CameraInfo(width=frame.camera.width, height=frame.camera.height, distortion_model="plumb_bob",
-                          k=frame.camera.K.reshape(-1).tolist(), d=[0.0] * 5,
-                          p=np.hstack([frame.camera.K, np.zeros((3, 1))]).reshape(-1).tolist())
-        info.r = np.eye(3).reshape(-1).tolist()
-        info.header.stamp, info.header.frame_id = stamp, camera_frame
-        cloud = xyz_to_pointcloud2(frame.cloud_lidar, frame_id=lidar_frame, stamp=stamp)
-        self.info_pub.publish(info)
-        self.obs_pub.publish(observations_to_message(frame.persons, image.header))
-        self.truth_pub.publish(truth_to_smpl_array(frame.truth, image.header))
-        self.image_pub.publish(image)
-        self.cloud_pub.publish(cloud)
+        messages = sim_frame_messages(scene.frame, self.get_clock().now().to_msg(),
+                                      self.params["camera_frame"], self.params["lidar_frame"])
+        self.info_pub.publish(messages["camera_info"])
+        self.obs_pub.publish(messages["observations"])
+        self.truth_pub.publish(messages["ground_truth"])
+        self.image_pub.publish(messages["image"])
+        self.cloud_pub.publish(messages["points"])
 
 
 def main(args=None) -> int:

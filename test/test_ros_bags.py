@@ -1,7 +1,6 @@
 """``smplify3d-bag``: record-sim, process and play, and the round trip bag -> live node == offline process."""
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -9,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from ros_processes import isolated_ros_env, stop_process
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("rosbags", reason="rosbags is not installed")
@@ -25,27 +25,12 @@ TOPICS = {f"{SIM}/image": "sensor_msgs/msg/Image", f"{SIM}/camera_info": "sensor
 
 @pytest.fixture(scope="module")
 def env(body_model_dir):
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(random.Random(os.getpid() + 7).randint(1, 200))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["OMP_NUM_THREADS"] = "1"
-    return env
+    return isolated_ros_env(7)
 
 
 def _bag(args, env, timeout=120):
     return subprocess.run([sys.executable, "-m", "smplify3d_ros.bag", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
-
-
-def _stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    return process.stdout.read() if process.stdout else ""
 
 
 def _messages(path, topic=None):
@@ -223,7 +208,7 @@ def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed
             if finished is not None and time.monotonic() > finished + 10:  # the node's last frame has had its time
                 break
             assert node.poll() is None, "the node exited early"
-        player_log = _stop(player)
+        player_log = stop_process(player)
         assert player.returncode == 0, player_log
         assert f"published {5 * FRAMES} messages on 5 topics" in player_log, player_log  # /tf_static: no tf2_msgs here
         matched = [r for r in results if _stamp_ns(r.header) in offline]
@@ -237,7 +222,7 @@ def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed
         print(f"{len(matched)} of {FRAMES} frames fitted live; equal to the offline results")
         assert clocks and all(int(START * 1e9) <= _ns(c.clock) <= int(START * 1e9) + FRAMES * 10**9 for c in clocks)
     finally:
-        logs = [_stop(p) for p in (player, node) if p is not None]
+        logs = [stop_process(p) for p in (player, node) if p is not None]
         print("\n".join(logs))
         listener.destroy_node()
         rclpy.shutdown(context=context)

@@ -1,13 +1,12 @@
 """The nodes as their own processes over real DDS: synthetic sensors in, SMPL bodies out."""
 import os
-import random
-import signal
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from ros_processes import isolated_ros_env, stop_process
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
@@ -19,11 +18,7 @@ NODE = "/smplify3d_node"
 
 @pytest.fixture(scope="module")
 def ros_env(body_model_dir):
-    env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(1, 200))
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env["OMP_NUM_THREADS"] = "1"
-    return env
+    return isolated_ros_env(0)
 
 
 def _start(module, params, env):
@@ -31,16 +26,6 @@ def _start(module, params, env):
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _stop(process):
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.stdout.read() if process.stdout else ""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ def running_nodes(ros_env):
         "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]", "device": "cpu", "preset": "humanm3",
     }, ros_env)
     yield sim, node
-    logs = _stop(node), _stop(sim)
+    logs = stop_process(node), stop_process(sim)
     print("node log:\n" + logs[0] + "\nsim log:\n" + logs[1])
 
 
