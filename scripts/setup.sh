@@ -49,3 +49,5 @@ from smplify3d_ros.msg import SMPL, SMPLArray
 assert torch.__version__.startswith("2.13.0"), torch.__version__
 print(f"[setup] ok: torch {torch.__version__}, open3d {open3d.__version__}, rclpy + smplify3d_ros.msg")
 PY
+# The project's own GMM pose prior (fitted once to simulator poses; the node and the fit only read it).
+.venv/bin/smplify3d make-pose-prior

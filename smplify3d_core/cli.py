@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from smplify3d_core.pipeline_config import PipelineConfig, add_pipeline_arguments, pipeline_config_from_args
+
 
 def _cmd_make_body_model(args: argparse.Namespace) -> int:
     from smplify3d_core.body.loader import load_smpl_data
@@ -34,7 +36,15 @@ def _cmd_make_body_model(args: argparse.Namespace) -> int:
 def _cmd_make_pose_prior(args: argparse.Namespace) -> int:
     from smplify3d_core.sim.pose_prior import write_simulator_pose_prior
 
-    path = write_simulator_pose_prior(args.out, samples=args.samples, seed=args.seed)
+    from smplify3d_core.body.default_model import default_pose_prior_path
+
+    path = args.out or default_pose_prior_path()
+    if args.out is None and path.is_file() and not args.force:
+        print(f"{path} exists (use --force to write it again)")
+        return 0
+    staging = path.with_name(path.name + ".tmp")
+    write_simulator_pose_prior(staging, samples=args.samples, seed=args.seed)
+    staging.replace(path)
     print(f"wrote {path}")
     return 0
 
@@ -86,32 +96,22 @@ def _summarize_frame_metrics(metrics: dict, fit_seconds: float, persons: int) ->
     return summary
 
 
-def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpose=None, cliff=None) -> dict:
+def _fit_scene_folder(data, out, config) -> dict:
+    """Fit a scene folder with the frame path's settings ``config`` (a PipelineConfig); write the outputs."""
     import json
 
     from smplify3d_core.eval.scene_folder import read_scene_folder
-    from smplify3d_core.fit.config import load_fit_config
+    from smplify3d_core.models import load_models
+    from smplify3d_core.observe import complete_persons
     from smplify3d_core.outputs import write_fit_outputs
-    from smplify3d_core.pipeline import build_fitter, fill_missing_observations, fit_frame, load_front_ends
+    from smplify3d_core.pipeline import fit_frame
 
-    frame = read_scene_folder(data, require_keypoints=vitpose is None)
-    if vitpose or cliff:
-        keypoints, initial_smpl = load_front_ends(vitpose, cliff, device)
-        completed = fill_missing_observations(frame, keypoints, initial_smpl)
-        if completed:
-            print(f"computed {'keypoints' if vitpose else ''}{' and ' if vitpose and cliff else ''}"
-                  f"{'initial estimates' if cliff else ''} from the image for persons {completed}")
-    missing = [p.tracking_id for p in frame.persons if p.init is None]
-    if missing:
-        raise ValueError(f"{data}: persons {missing} have no initial estimate (init_smpl.json); "
-                         "pass --cliff CHECKPOINT to estimate them from the image")
-    no_keypoints = [p.tracking_id for p in frame.persons if not (p.keypoints[:, 2] > 0).any()]
-    if no_keypoints:
-        raise ValueError(f"{data}: persons {no_keypoints} have no 2D keypoints (2d_keypoints.json); "
-                         "pass --vitpose CHECKPOINT to detect them in the image")
-    config = load_fit_config(config_name)
-    body = _load_body(smpl, gender)
-    fitter = build_fitter(body, config, device=device, seed=seed)
+    frame = read_scene_folder(data, require_keypoints=not config.vitpose_checkpoint)
+    fitter, front_ends = load_models(config)
+    persons, dropped = complete_persons(frame.persons, frame.image, frame.camera, config, front_ends)
+    if dropped:
+        raise ValueError(f"{data}: " + "; ".join(f"person {who}: {why}" for who, why in dropped))
+    frame.persons = persons
     start = time.perf_counter()
     fit = fit_frame(frame, fitter)
     fit_seconds = time.perf_counter() - start
@@ -135,7 +135,7 @@ def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpos
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = args.out or Path(args.data) / "fit"
-    _fit_scene_folder(args.data, out, args.config, args.smpl, args.gender, args.device, args.seed, args.vitpose, args.cliff)
+    _fit_scene_folder(args.data, out, pipeline_config_from_args(args, defaults={"preset": "demo"}))
     print(f"wrote {out}")
     return 0
 
@@ -146,10 +146,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     body = _load_body(None, "neutral")
-    scene = simulate_scene(body, persons=args.persons, preset=args.preset, seed=args.seed)
-    scene_dir = write_scene_folder(scene.frame, out / "scene", camera_name=f"sim_{args.preset}", cloud_labels=scene.cloud_labels)
-    print(f"simulated {args.persons} persons ({args.preset} preset, seed {args.seed}) -> {scene_dir}")
-    summary = _fit_scene_folder(scene_dir, out, args.config or args.preset, None, "neutral", args.device, args.seed)
+    scene = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed)
+    scene_dir = write_scene_folder(scene.frame, out / "scene", camera_name=f"sim_{args.sensor}", cloud_labels=scene.cloud_labels)
+    print(f"simulated {args.persons} persons ({args.sensor} sensor preset, seed {args.seed}) -> {scene_dir}")
+    config = PipelineConfig.from_dict({"preset": args.preset or args.sensor, "device": args.device, "seed": args.seed})
+    summary = _fit_scene_folder(scene_dir, out, config)
     if "pve_fit_mm" in summary:
         print(f"mean PVE {summary['pve_init_mm']:.1f} -> {summary['pve_fit_mm']:.1f} mm, "
               f"MPJPE {summary['mpjpe_init_mm']:.1f} -> {summary['mpjpe_fit_mm']:.1f} mm, "
@@ -158,13 +159,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_body_loader(smpl):
-    """gender -> SMPLBody from --smpl (default: the synthetic model, which has all genders)."""
+def _dataset_body_loader(smpl_model_path: str):
+    """gender -> SMPLBody from ``smpl_model_path`` (default: the synthetic model, which has all genders)."""
     cache = {}
 
     def load(gender: str):
         if gender not in cache:
-            cache[gender] = _load_body(smpl, gender)
+            cache[gender] = _load_body(smpl_model_path or None, gender)
         return cache[gender]
 
     return load
@@ -173,11 +174,15 @@ def _dataset_body_loader(smpl):
 def _cmd_keypoints(args: argparse.Namespace) -> int:
     from smplify3d_core.eval.datasets import open_dataset
     from smplify3d_core.eval.keypoint_prepass import run_keypoint_prepass
-    from smplify3d_core.pipeline import load_front_ends
+    from smplify3d_core.models import load_front_ends
 
-    reader = open_dataset(args.dataset, args.data, body_loader=_dataset_body_loader(args.smpl), sequences=args.sequences)
-    estimator, _ = load_front_ends(args.vitpose, None, args.device, flip_test=not args.no_flip)
-    report = run_keypoint_prepass(reader, estimator, lidar_kernel_px=args.lidar_kernel_px, progress=not args.no_progress,
+    config = pipeline_config_from_args(args)
+    if not config.vitpose_checkpoint:
+        raise ValueError("the keypoint pre-pass needs --vitpose-checkpoint FILE (ViTPose weights)")
+    reader = open_dataset(args.dataset, args.data, body_loader=_dataset_body_loader(config.smpl_model_path),
+                          sequences=args.sequences)
+    estimator = load_front_ends(config).keypoints
+    report = run_keypoint_prepass(reader, estimator, lidar_kernel_px=config.lidar_kernel_px, progress=not args.no_progress,
                                   log=lambda message: print(message, file=sys.stderr))
     print(f"keypoints: {report.written} frames written, {report.skipped} already done, {len(report.issues)} issues")
     return 0
@@ -187,19 +192,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from smplify3d_core.eval.datasets import open_dataset
     from smplify3d_core.eval.evaluate import evaluate_dataset, format_summary
     from smplify3d_core.fit.config import load_fit_config
-    from smplify3d_core.pipeline import build_fitter, load_front_ends
+    from smplify3d_core.models import build_fitter, load_front_ends
 
-    body_loader = _dataset_body_loader(args.smpl)
+    config = pipeline_config_from_args(
+        args, defaults={"preset": {"humanm3": "humanm3", "sloper4d": "sloper4d"}.get(args.dataset, "demo")})
+    body_loader = _dataset_body_loader(config.smpl_model_path)
     reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences)
-    config = load_fit_config(args.config or {"humanm3": "humanm3", "sloper4d": "sloper4d"}.get(args.dataset, "demo"))
-    fitter = build_fitter(body_loader(args.gender), config, device=args.device, seed=args.seed)
-    keypoints = initial_smpl = None
-    if args.vitpose or args.cliff:
-        keypoints, initial_smpl = load_front_ends(args.vitpose, args.cliff, args.device)
+    fitter = build_fitter(body_loader(config.gender), load_fit_config(config.preset), device=config.device,
+                          seed=config.seed)
+    front_ends = load_front_ends(config)
     out = args.out or Path(args.data) / f"eval_{args.dataset}"
-    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, keypoints=keypoints, initial_smpl=initial_smpl,
-                              progress=not args.no_progress, log=lambda message: print(message, file=sys.stderr),
-                              max_frames=args.max_frames)
+    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, keypoints=front_ends.keypoints,
+                              initial_smpl=front_ends.initial_smpl, progress=not args.no_progress,
+                              log=lambda message: print(message, file=sys.stderr), max_frames=args.max_frames)
     summary = report.summary
     print(f"evaluated {summary['frames_evaluated']}/{summary['frames_listed']} frames "
           f"({report.fitted_frames} fitted now, {report.cached_frames} from the cache), {len(report.issues)} issues")
@@ -221,7 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_body_model)
 
     p = sub.add_parser("make-pose-prior", help="fit a GMM pose prior to simulator poses (gmm_08.pkl layout)")
-    p.add_argument("--out", required=True, type=Path, help="output .pkl file")
+    p.add_argument("--out", default=None, type=Path,
+                   help="output .pkl file (default: the project's default prior in the cache folder, which the "
+                        "node and the fit read; written only when missing unless --force)")
+    p.add_argument("--force", action="store_true", help="write the default prior again even when it exists")
     p.add_argument("--samples", type=int, default=4000, help="number of simulator poses to fit")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_pose_prior)
@@ -237,23 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="fit SMPL bodies to a scene folder")
     p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format + camera.json + init_smpl.json)")
-    p.add_argument("--config", default=None, help="preset name (demo, humanm3, sloper4d) or YAML file (default: demo)")
-    p.add_argument("--smpl", default=None, help="SMPL model file or folder (default: the synthetic model)")
-    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/fit)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vitpose", default=None, help="ViTPose checkpoint (mmpose 1.x or official): detect 2D keypoints "
-                                                    "of persons the folder has none for")
-    p.add_argument("--cliff", default=None, help="CLIFF checkpoint (hr48 or res50): estimate the initial SMPL of "
-                                                  "persons without init_smpl.json entries")
+    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points", "min_keypoint_score"))
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="simulate a scene, fit it, report accuracy before/after")
     p.add_argument("--out", default=Path("smplify3d_demo"), type=Path, help="output folder")
     p.add_argument("--persons", type=int, default=4)
-    p.add_argument("--preset", default="humanm3", choices=("humanm3", "sloper4d"))
-    p.add_argument("--config", default=None, help="fit preset or YAML (default: matches --preset)")
+    p.add_argument("--sensor", default="humanm3", choices=("humanm3", "sloper4d"), help="simulated sensor preset")
+    p.add_argument("--preset", default=None, help="fit preset or YAML (default: the sensor's preset)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.set_defaults(func=_cmd_demo)
@@ -261,30 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keypoints", help="2D keypoint pre-pass (ViTPose) over a dataset, written in its layout")
     p.add_argument("--dataset", required=True, choices=("humanm3", "sloper4d", "demo"))
     p.add_argument("--data", required=True, type=Path, help="dataset root (HumanM3: the folder holding test/)")
-    p.add_argument("--vitpose", required=True, help="ViTPose checkpoint (mmpose 1.x or official layout)")
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
-    p.add_argument("--smpl", default=None, help="SMPL model folder (SLOPER4D ground truth; default: synthetic model)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--lidar-kernel-px", type=int, default=50, help="dilation of the LiDAR visibility mask, pixels")
-    p.add_argument("--no-flip", action="store_true", help="skip ViTPose's flip test (2x faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pipeline_arguments(p, skip=("preset", "cliff_checkpoint", "max_persons", "max_cloud_points",
+                                    "min_keypoint_score", "seed", "gender"))
     p.set_defaults(func=_cmd_keypoints)
 
     p = sub.add_parser("eval", help="fit a dataset and report metrics (per sequence and combined)")
     p.add_argument("--dataset", required=True, choices=("humanm3", "sloper4d", "demo"))
     p.add_argument("--data", required=True, type=Path, help="dataset root (HumanM3: the folder holding test/)")
-    p.add_argument("--config", default=None, help="fit preset or YAML (default: the dataset's preset)")
-    p.add_argument("--smpl", default=None, help="SMPL model folder with SMPL_{NEUTRAL,MALE,FEMALE} (default: synthetic)")
-    p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"), help="gender of the fitted body")
-    p.add_argument("--cliff", default=None, help="CLIFF checkpoint: initial estimates for persons without an init file entry")
-    p.add_argument("--vitpose", default=None, help="ViTPose checkpoint: keypoints for frames without a pre-pass file")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/eval_<dataset>)")
     p.add_argument("--pck", action="store_true", help="also report PCK@50mm and AUC 0-200mm")
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points", "min_keypoint_score"))
     p.set_defaults(func=_cmd_eval)
 
     from smplify3d_core.bench import add_bench_parser
@@ -303,11 +294,19 @@ def _set_threads(threads) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+#: Commands that build a fitter: they write the project's default pose prior first when it is missing.
+FITTING_COMMANDS = ("fit", "demo", "eval", "bench")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _set_threads(args.threads)
     try:
+        if args.command in FITTING_COMMANDS:  # the project's pose prior is written once, on first use
+            from smplify3d_core.sim.pose_prior import simulator_pose_prior_path
+
+            simulator_pose_prior_path()
         return args.func(args)
     except (ValueError, FileNotFoundError) as error:  # user errors: a message, not a traceback
         print(f"smplify3d {args.command}: error: {error}", file=sys.stderr)

@@ -1,53 +1,31 @@
-"""One frame in, one fitted body per person out — composes the core's stages.
+"""One frame in, fitted and tracked bodies out: the per-frame outcome every entry point shares.
 
-This module is the layer the CLI, the dataset evaluation and the ROS node call:
+:class:`FrameProcessor` owns the whole per-frame path — :func:`~smplify3d_core.observe.observe_frame`
+(proposals or boxes or observations, crops, ViTPose, LiDAR visibility, CLIFF), the SMPLify-3D fit
+of all persons in one batch, and the track ids — and returns a typed :class:`FrameOutcome`
+(``empty``, ``skipped`` with a reason, or ``fitted``). The ROS node and ``smplify3d-bag process``
+only convert messages to a :class:`~smplify3d_core.observe.SensorFrame` and the outcome back to
+messages, so a bag processed offline gives the same bodies as the live node on the same frames.
 
-  image + cloud + K + extrinsic (+ optional boxes)
-    -> person proposals (LiDAR clusters, or the caller's boxes)
-    -> per-person LiDAR crops
-    -> 2D keypoints (ViTPose) -> weak proposals dropped -> per-keypoint LiDAR visibility
-    -> initial SMPL (CLIFF, expressed for the real camera K)
-    -> SMPLify-3D fit, all persons in one batch.
-
-Frames that already carry keypoints and initial estimates (scene folders, the simulator, a robot
-running its own 2D detector) go straight to :func:`fit_frame`.
+Frames that already carry every person's points, keypoints and initial estimate (scene folders,
+the simulator) can go straight to :func:`fit_frame`.
 """
 from __future__ import annotations
 
+import enum
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
 
-from smplify3d_core.body.model import SMPLBody
-from smplify3d_core.body.priors import MaxMixturePosePrior
-from smplify3d_core.fit.config import FitConfig
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitResult, SMPLify3D
-from smplify3d_core.sim.pose_prior import simulator_pose_prior_path
-from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera
-
-
-def resolve_device(device: Optional[str]) -> torch.device:
-    """"auto"/None -> cuda when available else cpu; "cuda" without a GPU is a clear error."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(device)
-
-
-def load_pose_prior(config: FitConfig) -> MaxMixturePosePrior:
-    """The GMM named by ``config.pose_prior_path``, or the project's simulator GMM when it is null."""
-    path = config.pose_prior_path or simulator_pose_prior_path()
-    return MaxMixturePosePrior.from_pickle(path)
-
-
-def build_fitter(body: SMPLBody, config: FitConfig, device: Optional[str] = None, seed: int = 0) -> SMPLify3D:
-    """An optimizer ready for frames: body on the device, pose prior loaded, tables computed."""
-    return SMPLify3D(body, config, load_pose_prior(config), device=resolve_device(device), seed=seed)
+from smplify3d_core.models import FrontEnds, load_models
+from smplify3d_core.observe import ObservedFrame, SensorFrame, observe_frame
+from smplify3d_core.pipeline_config import PipelineConfig
+from smplify3d_core.tracking import PelvisTracker
+from smplify3d_core.types import FrameObservation
 
 
 @dataclass
@@ -60,7 +38,7 @@ class FrameFit:
 
 
 def fit_frame(frame: FrameObservation, fitter: SMPLify3D) -> FrameFit:
-    """Fit every person of ``frame`` in one batch."""
+    """Fit every person of ``frame`` in one batch (each needs points, keypoints and ``init``)."""
     if not frame.persons:
         raise ValueError(f"frame {frame.frame_id} of {frame.sequence} has no persons to fit")
     inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
@@ -68,169 +46,99 @@ def fit_frame(frame: FrameObservation, fitter: SMPLify3D) -> FrameFit:
     return FrameFit(frame, inputs, fitter.fit(inputs))
 
 
-@dataclass
-class FrontEnds:
-    """The per-frame perception models and settings.
+class FrameStatus(enum.Enum):
+    """What became of a frame: nobody to fit, not usable (with a reason), or fitted."""
 
-    keypoints: a :class:`~smplify3d_core.perception.pose2d.KeypointEstimator` (ViTPose).
-    initial_smpl: a :class:`~smplify3d_core.perception.cliff.CliffEstimator` (CLIFF).
-    proposals: settings of the LiDAR person proposals and crops.
-    min_keypoint_score: a proposal whose mean ViTPose keypoint score is below this is dropped.
-    lidar_kernel_px: dilation kernel of the per-keypoint LiDAR visibility mask, pixels.
+    EMPTY = "empty"
+    SKIPPED = "skipped"
+    FITTED = "fitted"
+
+
+@dataclass
+class FrameOutcome:
+    """The outcome of one frame.
+
+    status: :class:`FrameStatus`; reason: why it was skipped (SKIPPED only).
+    fit: the fitted persons (FITTED only); track_ids: one id per fitted person (a person that
+        could not be fitted, ``fit.result.valid`` False, gets a new id and starts no track).
+    dropped: (person, reason) of the candidates that were not fitted (weak keypoints, beyond
+        ``max_persons``...); stage_seconds: wall time per stage, s, with ``total``.
+    cloud_points: (valid points, points used): fewer used when the cloud was thinned.
     """
 
-    keypoints: object
-    initial_smpl: object
-    proposals: object = None
-    min_keypoint_score: float = 0.3
-    lidar_kernel_px: int = 50
-
-
-@dataclass
-class ObservedFrame:
-    """A frame turned into per-person observations, with what was dropped and the stage times."""
-
-    frame: FrameObservation
-    dropped: list = field(default_factory=list)
+    status: FrameStatus
+    reason: Optional[str] = None
+    fit: Optional[FrameFit] = None
+    track_ids: List[int] = field(default_factory=list)
+    dropped: List[Tuple[str, str]] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
+    cloud_points: Tuple[int, int] = (0, 0)
+
+    @classmethod
+    def skipped(cls, reason: str) -> "FrameOutcome":
+        return cls(FrameStatus.SKIPPED, reason=str(reason))
+
+    @property
+    def image(self) -> Optional[np.ndarray]:
+        """(H, W, 3) uint8 RGB of the fitted frame, or None."""
+        return None if self.fit is None else self.fit.frame.image
 
 
-def observe_frame(
-    image: np.ndarray,
-    cloud_lidar: np.ndarray,
-    camera: PinholeCamera,
-    T_cam_lidar: np.ndarray,
-    front_ends: FrontEnds,
-    boxes_xywh: Optional[np.ndarray] = None,
-    sequence: str = "live",
-    frame_id: str = "0",
-) -> ObservedFrame:
-    """Proposals, crops, keypoints, LiDAR visibility and initial SMPL for one frame.
+class FrameProcessor:
+    """Fits and tracks the persons of a stream of frames (one instance per stream: it keeps the tracks).
 
-    image: (H, W, 3) uint8 RGB; cloud_lidar: (N, 3) metres in the LiDAR frame; T_cam_lidar: (4, 4)
-    LiDAR -> camera; boxes_xywh: (K, 4) person boxes from the caller's detector (pixels) or None
-    to propose persons from the LiDAR cloud. Dropped candidates are listed with a reason.
+    config: the frame path's settings; fitter: the SMPLify-3D optimizer; front_ends: ViTPose /
+    CLIFF (either None: those come from each frame's observations).
     """
-    from smplify3d_core.perception.pose2d import check_rgb8
-    from smplify3d_core.perception.proposals import (
-        ProposalConfig, boxes_from_detector, crop_persons_points, lidar_visibility_for_keypoints, propose_persons,
-    )
 
-    image = check_rgb8(image)
-    if image.shape[:2] != (camera.height, camera.width):
-        raise ValueError(f"the image is {image.shape[1]}x{image.shape[0]} but the camera is {camera.width}x{camera.height}")
-    config = front_ends.proposals or ProposalConfig()
-    timings: dict = {}
-    dropped: list = []
-    cloud_lidar = np.asarray(cloud_lidar, dtype=np.float64).reshape(-1, 3)
-    cloud_lidar = cloud_lidar[np.all(np.isfinite(cloud_lidar), axis=1)]
-    cloud_cam = cloud_lidar @ np.asarray(T_cam_lidar)[:3, :3].T + np.asarray(T_cam_lidar)[:3, 3]
+    def __init__(self, config: PipelineConfig, fitter: SMPLify3D, front_ends: Optional[FrontEnds] = None) -> None:
+        self.config = config
+        self.fitter = fitter
+        self.front_ends = front_ends or FrontEnds()
+        self.tracker = PelvisTracker(config.tracker.max_distance, config.tracker.max_missed)
 
-    start = time.perf_counter()
-    if boxes_xywh is None:
-        boxes = np.array([p.box_xywh for p in propose_persons(cloud_lidar, T_cam_lidar, camera, config)]).reshape(-1, 4)
-    else:
-        checked = boxes_from_detector(boxes_xywh, camera)
-        boxes = checked.boxes_xywh.reshape(-1, 4)
-        dropped += [(f"box {index}", reason) for index, reason in checked.dropped]
-    timings["proposals"] = time.perf_counter() - start
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> "FrameProcessor":
+        """Load the body, fit preset, pose prior and networks that ``config`` names."""
+        fitter, front_ends = load_models(config)
+        return cls(config, fitter, front_ends)
 
-    start = time.perf_counter()
-    crops = crop_persons_points(cloud_cam, boxes, camera, config) if len(boxes) else []
-    timings["crops"] = time.perf_counter() - start
+    @property
+    def needs_observations(self) -> bool:
+        """True when a frame cannot be fitted without observations (ViTPose or CLIFF is not loaded)."""
+        return self.front_ends.keypoints is None or self.front_ends.initial_smpl is None
 
-    start = time.perf_counter()
-    keypoints = front_ends.keypoints(image, boxes) if len(boxes) else np.zeros((0, 17, 3))
-    timings["keypoints"] = time.perf_counter() - start
-    keep = [i for i in range(len(boxes)) if float(np.mean(keypoints[i, :, 2])) >= front_ends.min_keypoint_score]
-    dropped += [(f"proposal {i}", f"weak keypoints (mean score {float(np.mean(keypoints[i, :, 2])):.2f} "
-                 f"< {front_ends.min_keypoint_score})") for i in range(len(boxes)) if i not in keep]
+    def process(self, frame: SensorFrame) -> FrameOutcome:
+        """The outcome of ``frame``; never raises for bad input (a SKIPPED outcome says why)."""
+        start = time.perf_counter()
+        if len(np.asarray(frame.cloud_lidar).reshape(-1)) == 0:
+            return FrameOutcome.skipped("the point cloud has no valid points")
+        if frame.observations is None and frame.boxes_xywh is None and self.needs_observations:
+            return FrameOutcome.skipped("no observations for this frame (ViTPose and CLIFF are not both loaded, so "
+                                        "keypoints and initial estimates must come with the frame)")
+        try:
+            observed = observe_frame(frame, self.config, self.front_ends)
+        except ValueError as error:
+            return FrameOutcome.skipped(str(error))
+        if observed.cloud_points[0] == 0:
+            return FrameOutcome.skipped("the point cloud has no valid points")
+        return self._fit_observed(observed, start)
 
-    start = time.perf_counter()
-    inits = front_ends.initial_smpl(image, boxes[keep], camera.K) if keep else []
-    timings["initial_smpl"] = time.perf_counter() - start
+    def _fit_observed(self, observed: ObservedFrame, start: float) -> FrameOutcome:
+        stage_seconds = dict(observed.stage_seconds)
+        common = dict(dropped=observed.dropped, cloud_points=observed.cloud_points)
+        if not observed.frame.persons:
+            self.tracker.update(np.zeros((0, 3)))
+            stage_seconds["total"] = time.perf_counter() - start
+            return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, **common)
+        fit = fit_frame(observed.frame, self.fitter)
+        stage_seconds.update(fit.result.stage_seconds)
+        stage_seconds["total"] = time.perf_counter() - start
+        return FrameOutcome(FrameStatus.FITTED, fit=fit, track_ids=self.track(fit), stage_seconds=stage_seconds,
+                            **common)
 
-    persons = []
-    for slot, i in enumerate(keep):
-        points = cloud_cam[crops[i]]
-        persons.append(PersonObservation(
-            tracking_id=str(len(persons)),
-            bbox_xywh=boxes[i],
-            keypoints=keypoints[i],
-            lidar_visibility=lidar_visibility_for_keypoints(points, keypoints[i], camera, front_ends.lidar_kernel_px),
-            points=points,
-            init=inits[slot],
-        ))
-    frame = FrameObservation(sequence=sequence, frame_id=frame_id, camera=camera, T_cam_lidar=T_cam_lidar,
-                             persons=persons, image=image, cloud_lidar=cloud_lidar)
-    return ObservedFrame(frame, dropped, timings)
-
-
-def process_frame(
-    image: np.ndarray,
-    cloud_lidar: np.ndarray,
-    camera: PinholeCamera,
-    T_cam_lidar: np.ndarray,
-    front_ends: FrontEnds,
-    fitter: SMPLify3D,
-    boxes_xywh: Optional[np.ndarray] = None,
-    sequence: str = "live",
-    frame_id: str = "0",
-) -> tuple[Optional[FrameFit], ObservedFrame]:
-    """:func:`observe_frame` then :func:`fit_frame`; the fit is None when no person was found.
-
-    The stage times of both halves are merged into ``observed.stage_seconds``.
-    """
-    observed = observe_frame(image, cloud_lidar, camera, T_cam_lidar, front_ends, boxes_xywh, sequence, frame_id)
-    if not observed.frame.persons:
-        return None, observed
-    fit = fit_frame(observed.frame, fitter)
-    observed.stage_seconds.update(fit.result.stage_seconds)
-    return fit, observed
-
-
-def load_front_ends(vitpose_checkpoint=None, cliff_checkpoint=None, device: Optional[str] = None,
-                    flip_test: bool = True, half: bool = False) -> tuple:
-    """(KeypointEstimator or None, CliffEstimator or None) from checkpoint paths (None: not loaded)."""
-    device = resolve_device(device)
-    keypoints = initial_smpl = None
-    if vitpose_checkpoint:
-        from smplify3d_core.perception.pose2d import KeypointEstimator
-        from smplify3d_core.perception.vitpose import load_vitpose
-
-        keypoints = KeypointEstimator(load_vitpose(vitpose_checkpoint, device=device), device=device,
-                                      flip_test=flip_test, half=half)
-    if cliff_checkpoint:
-        from smplify3d_core.perception.cliff import CliffEstimator
-
-        initial_smpl = CliffEstimator.from_checkpoint(cliff_checkpoint, device=device)
-    return keypoints, initial_smpl
-
-
-def fill_missing_observations(frame: FrameObservation, keypoints=None, initial_smpl=None, lidar_kernel_px: int = 50) -> list:
-    """Compute what a frame lacks from its image and person boxes, in place.
-
-    keypoints: a KeypointEstimator — used for persons whose keypoints are all zero-confidence
-    (their per-keypoint LiDAR visibility is recomputed from their points); initial_smpl: a
-    CliffEstimator — used for persons without ``init``. Returns the tracking ids completed.
-    """
-    from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
-
-    completed = []
-    need_keypoints = [p for p in frame.persons if not np.any(p.keypoints[:, 2] > 0)]
-    need_init = [p for p in frame.persons if p.init is None]
-    if (need_keypoints and keypoints is not None) or (need_init and initial_smpl is not None):
-        if frame.image is None:
-            raise ValueError(f"frame {frame.frame_id}: computing keypoints or initial estimates needs the image")
-    if need_keypoints and keypoints is not None:
-        estimated = keypoints(frame.image, np.stack([p.bbox_xywh for p in need_keypoints]))
-        for person, kp in zip(need_keypoints, estimated):
-            person.keypoints = np.asarray(kp, dtype=np.float64)
-            person.lidar_visibility = lidar_visibility_for_keypoints(person.points, person.keypoints, frame.camera, lidar_kernel_px)
-            completed.append(person.tracking_id)
-    if need_init and initial_smpl is not None:
-        estimated = initial_smpl(frame.image, np.stack([p.bbox_xywh for p in need_init]), frame.camera.K)
-        for person, init in zip(need_init, estimated):
-            person.init = init
-            completed.append(person.tracking_id)
-    return sorted(set(completed))
+    def track(self, fit: FrameFit) -> List[int]:
+        """Track ids of the fitted persons (pelvis association; a person not fitted gets a new id)."""
+        valid = fit.result.valid.cpu().numpy().astype(bool)
+        pelvis = fit.result.joints[:, 0].detach().cpu().numpy().astype(np.float64)
+        return self.tracker.update(np.where(valid[:, None], pelvis, np.nan))

@@ -21,7 +21,10 @@ class PelvisTracker:
         self._next_id = 0
 
     def update(self, pelvises: np.ndarray) -> list[int]:
-        """(P, 3) pelvis positions (metres, one frame) -> P track ids (new ids for new persons)."""
+        """(P, 3) pelvis positions (metres, one frame) -> P track ids (new ids for new persons).
+
+        A non-finite row (a person that could not be fitted) gets a new id and starts no track.
+        """
         pelvises = np.asarray(pelvises, dtype=np.float64).reshape(-1, 3)
         ids = [-1] * len(pelvises)
         candidates = sorted(
@@ -42,6 +45,6 @@ class PelvisTracker:
                 self._next_id += 1
         updated = {track: (pelvis, missed + 1) for track, (pelvis, missed) in self._tracks.items()
                    if track not in ids and missed + 1 <= self.max_missed}
-        updated.update({track: (pelvises[i], 0) for i, track in enumerate(ids)})
+        updated.update({track: (pelvises[i], 0) for i, track in enumerate(ids) if np.all(np.isfinite(pelvises[i]))})
         self._tracks = updated
         return ids

@@ -28,6 +28,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header
 
 from smplify3d_core.types import PinholeCamera
+from smplify3d_ros.stamps import seconds_to_stamp, stamp_to_seconds
 
 __all__ = [
     "ConversionError",
@@ -646,24 +647,3 @@ def matrix_to_transform(T: np.ndarray) -> Transform:
     out.translation = Vector3(x=float(M[0, 3]), y=float(M[1, 3]), z=float(M[2, 3]))
     out.rotation = Quaternion(x=x, y=y, z=z, w=w)
     return out
-
-
-def stamp_to_seconds(stamp: Time) -> float:
-    """``builtin_interfaces/Time`` (sec, nanosec) -> float seconds (ns precision lost past ~2^53 ns)."""
-    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
-
-
-def seconds_to_stamp(seconds: float) -> Time:
-    """Float seconds -> ``builtin_interfaces/Time`` (nanosec rounded, always in [0, 1e9)).
-
-    Negative times are represented as ROS does: ``sec`` negative, ``nanosec`` positive.
-    """
-    if not math.isfinite(seconds):
-        raise ConversionError(f"cannot convert non-finite time {seconds} to a stamp")
-    sec = math.floor(seconds)
-    nanosec = int(round((seconds - sec) * 1e9))
-    if nanosec >= 10**9:
-        sec, nanosec = sec + 1, nanosec - 10**9
-    if not (-(2**31) <= sec < 2**31):
-        raise ConversionError(f"time {seconds} s does not fit builtin_interfaces/Time (int32 sec)")
-    return Time(sec=int(sec), nanosec=int(nanosec))

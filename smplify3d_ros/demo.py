@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from smplify3d_ros.stamps import stamp_to_ns, stamp_to_seconds
+
 SIM = "/smplify3d_sim_node"
 NODE = "/smplify3d_node"
 TOPICS = {  # recorded topic -> message type (rosbag2 name)
@@ -177,14 +179,6 @@ def compare_to_truth(result, truth) -> tuple[list, list]:
     return pves, pelvis
 
 
-def _stamp_key(header) -> tuple:
-    return int(header.stamp.sec), int(header.stamp.nanosec)
-
-
-def _seconds(header) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 # ----------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------
@@ -225,19 +219,19 @@ def run(args) -> int:
             recorder.write(f"{NODE}/smpl", msg)
             state["results"].append((received, msg))
             stages = dict(zip(msg.stage_names, msg.stage_seconds))
-            truth = state["truths"].get(_stamp_key(msg.header))
+            truth = state["truths"].get(stamp_to_ns(msg.header.stamp))
             pves, pelvis = compare_to_truth(msg, truth) if truth is not None else ([], [])
             state.setdefault("pves", []).extend(pves)
             state.setdefault("pelvis", []).extend(pelvis)
             if not args.quiet:
                 accuracy = (f"  PVE {np.mean(pves) * 1000:5.1f} mm  pelvis {np.mean(pelvis) * 1000:5.1f} mm"
                             if pves and pelvis else "  (no ground truth)" if truth is None else "")
-                print(f"frame {_seconds(msg.header):.3f}  persons {len(msg.persons)}  latency "
-                      f"{received - _seconds(msg.header):6.3f} s  total {stages.get('total', float('nan')):6.3f} s"
+                print(f"frame {stamp_to_seconds(msg.header.stamp):.3f}  persons {len(msg.persons)}  latency "
+                      f"{received - stamp_to_seconds(msg.header.stamp):6.3f} s  total {stages.get('total', float('nan')):6.3f} s"
                       + accuracy, flush=True)
 
         def on_truth(msg):
-            state["truths"][_stamp_key(msg.header)] = msg
+            state["truths"][stamp_to_ns(msg.header.stamp)] = msg
             if len(state["truths"]) > 200:
                 state["truths"].pop(next(iter(state["truths"])))
             if state["recording"]:
@@ -291,7 +285,7 @@ def run(args) -> int:
 
 def summary(state, args, recorder) -> str:
     results = state["results"]
-    latencies = [received - _seconds(msg.header) for received, msg in results]
+    latencies = [received - stamp_to_seconds(msg.header.stamp) for received, msg in results]
     values, message = state["diagnostics"] or ({}, "no /diagnostics received")
     pves, pelvis = state.get("pves", []), state.get("pelvis", [])
     persons = sum(len(msg.persons) for _, msg in results)

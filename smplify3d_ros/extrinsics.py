@@ -97,9 +97,9 @@ def _to_rclpy_time(stamp: Any):
         return Time()
     if isinstance(stamp, Time):
         return stamp
-    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
-        return Time(seconds=int(stamp.sec), nanoseconds=int(stamp.nanosec))
-    return Time(nanoseconds=int(round(float(stamp) * 1e9)))
+    from smplify3d_ros.stamps import stamp_to_ns
+
+    return Time(nanoseconds=stamp_to_ns(stamp))
 
 
 class ExtrinsicsSource:

@@ -24,6 +24,8 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from smplify3d_ros.stamps import to_stamp
+
 __all__ = [
     "DEFAULT_NS",
     "track_color",
@@ -121,22 +123,6 @@ def _make_points(xs: List[float], ys: List[float], zs: List[float]) -> List[Poin
     return out
 
 
-def _stamp_msg(stamp: Any):
-    """builtin_interfaces/Time from a Time message, rclpy Time, float seconds or None (zero)."""
-    from builtin_interfaces.msg import Time as TimeMsg
-
-    if stamp is None:
-        return TimeMsg()
-    if isinstance(stamp, TimeMsg):
-        return stamp
-    if hasattr(stamp, "to_msg"):
-        return stamp.to_msg()
-    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
-        return TimeMsg(sec=int(stamp.sec), nanosec=int(stamp.nanosec))
-    ns = int(round(float(stamp) * 1e9))
-    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
 def mesh_marker(vertices: np.ndarray, faces: np.ndarray, frame_id: str, stamp: Any,
                 marker_id: int, color: Sequence[float] = (0.8, 0.8, 0.8, 1.0),
                 ns: str = DEFAULT_NS) -> Marker:
@@ -157,7 +143,7 @@ def mesh_marker(vertices: np.ndarray, faces: np.ndarray, frame_id: str, stamp: A
         raise ValueError(f"faces must be (F, 3), got {f.shape}")
     m = Marker()
     m.header.frame_id = str(frame_id)
-    m.header.stamp = _stamp_msg(stamp)
+    m.header.stamp = to_stamp(stamp)
     m.ns = ns
     m.id = int(marker_id)
     m.type = Marker.TRIANGLE_LIST
@@ -221,7 +207,7 @@ def delete_all(frame_id: str = "", ns: str = DEFAULT_NS, stamp: Any = None) -> M
     """MarkerArray with one DELETEALL marker (clears every marker of this publisher in RViz)."""
     m = Marker()
     m.header.frame_id = str(frame_id)
-    m.header.stamp = _stamp_msg(stamp)
+    m.header.stamp = to_stamp(stamp)
     m.ns = ns
     m.action = Marker.DELETEALL
     m.pose.orientation.w = 1.0

@@ -5,16 +5,18 @@ image and cloud approximately, and fits every person of the newest synchronized 
 worker thread. Frames that arrive while the worker is busy replace the waiting one and are
 counted as dropped; input callbacks never block. Publishes ``~/smpl`` (SMPLArray),
 ``~/markers`` (MarkerArray), optionally ``~/overlay`` (Image), and ``/diagnostics``.
-Parameters are documented in ``config/robot.yaml``.
+Parameters: :mod:`smplify3d_ros.params` declares each with a descriptor (``ros2 param describe``);
+``config/robot.yaml`` lists them with their defaults.
 
 Robustness: a frame that cannot be used (no valid camera_info, unsupported encoding, empty or
 all-NaN cloud, TF missing, an exception in the fit...) is skipped and counted under its reason;
 the first frame skipped for a reason logs one warning, a reason that persists is logged again at
 most every ``SKIP_LOG_PERIOD_S`` with the number of frames it skipped, and the counts go to
 /diagnostics (``skipped: <reason>``). Clouds with more than ``max_cloud_points`` points are
-thinned (every k-th point) before the fit, so a huge cloud costs a bounded time. In
-observations mode a frame whose observations hold nobody gives an empty SMPLArray (and deletes
-the markers), as a frame without detections does with the front-ends.
+thinned (every k-th point) before use, so a huge cloud costs a bounded time. A frame in which
+nobody is found (or whose observations hold nobody to fit) gives an empty SMPLArray and deletes
+the markers. The per-frame work is :class:`smplify3d_core.pipeline.FrameProcessor`'s; this node
+only converts messages, synchronizes, looks up TF and publishes.
 """
 from __future__ import annotations
 
@@ -28,49 +30,22 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from smplify3d_ros.conversions import (ConversionError, array_to_image, camera_info_to_camera, pointcloud2_to_xyz,
-                                       stamp_to_seconds, xyz_to_pointcloud2)
+from smplify3d_core.pipeline import FrameOutcome, FrameProcessor, FrameStatus
+from smplify3d_core.typed_config import ConfigError
+from smplify3d_ros.conversions import ConversionError, array_to_image, camera_info_to_camera
 from smplify3d_ros.extrinsics import ExtrinsicsSource
 from smplify3d_ros.markers import markers_for_persons
-from smplify3d_ros.processing import FrameProcessor
+from smplify3d_ros.params import declare_node_parameters
+from smplify3d_ros.processing import NO_OBSERVATIONS, matching_observations, sensor_frame_from_messages
+from smplify3d_ros.stamps import stamp_to_seconds
 from smplify3d_ros.spin import spin_until_signal
 from smplify3d_ros.sync import make_synchronizer
-
-PARAMETERS = {
-    "image_topic": "/camera/image_raw",
-    "compressed_image": False,
-    "camera_info_topic": "/camera/camera_info",
-    "cloud_topic": "/lidar/points",
-    "observations_topic": "",
-    "sync_queue_size": 10,
-    "sync_slop": 0.05,
-    "reliable_inputs": False,
-    "camera_frame": "",
-    "lidar_frame": "",
-    "extrinsics_source": "tf",
-    "T_cam_lidar": [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0],
-    "tf_timeout": 0.05,
-    "device": "auto",
-    "smpl_model_path": "",
-    "gender": "neutral",
-    "vitpose_checkpoint": "",
-    "cliff_checkpoint": "",
-    "preset": "humanm3",
-    "max_persons": 8,
-    "min_keypoint_score": 0.3,
-    "max_cloud_points": 300000,
-    "publish_vertices": False,
-    "publish_markers": True,
-    "publish_overlay": False,
-}
-
 
 class StartupError(RuntimeError):
     """The node cannot start (missing model or checkpoint file, bad parameter)."""
@@ -82,8 +57,6 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", re.IGNORECASE)
 MAX_SKIP_REASONS = 32
 #: A reason that persists is logged again, with the number of frames it skipped, at most this often (s).
 SKIP_LOG_PERIOD_S = 10.0
-#: FrameProcessor's reason when the matching observations hold nobody: that frame gives an empty result.
-NOBODY_REASON = "the observations hold no person with an initial estimate"
 #: In observations mode, how long the worker waits for the image's ObservationArray when the frame came first (s).
 OBSERVATION_WAIT_S = 0.3
 
@@ -108,12 +81,11 @@ class SMPLify3DNode(Node):
         instead of the one the parameters describe; kwargs go to rclpy's Node (context,
         parameter_overrides, ...)."""
         super().__init__("smplify3d_node", **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.params = p
-        if int(p["max_cloud_points"]) < 1000:
-            raise StartupError(f"max_cloud_points must be at least 1000, got {p['max_cloud_points']}")
+        try:
+            self.settings, self.pipeline_config = declare_node_parameters(self)
+        except ConfigError as error:
+            raise StartupError(str(error)) from error
+        p = self.settings
         self._load_models(p)
         self.extrinsics = extrinsics if extrinsics is not None else self._make_extrinsics(p)
         self.get_logger().info(self.extrinsics.describe())
@@ -140,77 +112,64 @@ class SMPLify3DNode(Node):
         self._marker_ids: set = set()
 
         input_qos = qos_profile_sensor_data
-        if p["reliable_inputs"]:
+        if p.reliable_inputs:
             from rclpy.qos import QoSProfile, ReliabilityPolicy
 
             input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        image_type = CompressedImage if p["compressed_image"] else Image
-        image_topic = p["image_topic"] + ("/compressed" if p["compressed_image"] else "")
-        self.create_subscription(CameraInfo, p["camera_info_topic"], self._on_camera_info, input_qos)
-        self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p["cloud_topic"])],
-                                       int(p["sync_queue_size"]), float(p["sync_slop"]), self._on_frame, qos=input_qos)
-        self.get_logger().info(f"synchronizing {image_topic} and {p['cloud_topic']} with {self._sync.backend} "
-                               f"(slop {p['sync_slop']} s, queue {p['sync_queue_size']})")
+        image_type = CompressedImage if p.compressed_image else Image
+        image_topic = p.image_topic + ("/compressed" if p.compressed_image else "")
+        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, input_qos)
+        self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p.cloud_topic)],
+                                       p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos)
+        self.get_logger().info(f"synchronizing {image_topic} and {p.cloud_topic} with {self._sync.backend} "
+                               f"(slop {p.sync_slop} s, queue {p.sync_queue_size})")
         self._observations = []
-        if p["observations_topic"]:
+        if p.observations_topic:
             from smplify3d_ros.msg import ObservationArray
 
-            self.create_subscription(ObservationArray, p["observations_topic"], self._on_observations, 10)
+            self.create_subscription(ObservationArray, p.observations_topic, self._on_observations, 10)
 
         from smplify3d_ros.msg import SMPLArray
 
         self.smpl_pub = self.create_publisher(SMPLArray, "~/smpl", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
-        self.overlay_pub = self.create_publisher(Image, "~/overlay", 2) if p["publish_overlay"] else None
+        self.overlay_pub = self.create_publisher(Image, "~/overlay", 2) if p.publish_overlay else None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="smplify3d_worker", daemon=True)
         self._worker.start()
 
     # -- start-up ------------------------------------------------------------------------------
-    def _make_extrinsics(self, p: dict) -> ExtrinsicsSource:
-        static = p["T_cam_lidar"] if p["extrinsics_source"] == "static" else None
+    def _make_extrinsics(self, p) -> ExtrinsicsSource:
+        static = list(p.T_cam_lidar) if p.extrinsics_source == "static" else None
         try:
-            return ExtrinsicsSource(self, p["camera_frame"], p["lidar_frame"], static_matrix=static,
-                                    timeout_s=p["tf_timeout"])
+            return ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=static, timeout_s=p.tf_timeout)
         except Exception as error:
-            if p["extrinsics_source"] != "tf":
+            if p.extrinsics_source != "tf":
                 raise StartupError(str(error)) from error
         try:  # no tf2_ros here: fall back to the static parameter
-            source = ExtrinsicsSource(self, p["camera_frame"], p["lidar_frame"], static_matrix=p["T_cam_lidar"],
-                                      timeout_s=p["tf_timeout"])
+            source = ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=list(p.T_cam_lidar),
+                                      timeout_s=p.tf_timeout)
         except Exception as error:
             raise StartupError(str(error)) from error
         self.get_logger().warning("tf2_ros is not available; using the static T_cam_lidar parameter as the "
                                   "camera-LiDAR extrinsic")
         return source
 
-    def _load_models(self, p: dict) -> None:
-        from smplify3d_core.body.default_model import default_body_model_dir
-        from smplify3d_core.body.model import SMPLBody
-        from smplify3d_core.fit.config import load_fit_config
-        from smplify3d_core.pipeline import FrontEnds, build_fitter, load_front_ends
-        from smplify3d_core.tracking import PelvisTracker
-
+    def _load_models(self, p) -> None:
+        config = self.pipeline_config
+        if not p.observations_topic and not (config.vitpose_checkpoint and config.cliff_checkpoint):
+            raise StartupError(
+                "set the parameters vitpose_checkpoint and cliff_checkpoint to the ViTPose (mmpose model zoo) "
+                "and CLIFF (CLIFF repository release) weight files, or set observations_topic to take "
+                "keypoints and initial estimates from another node")
         try:
-            body = SMPLBody.from_path(p["smpl_model_path"] or default_body_model_dir(), gender=p["gender"])
-            self.fitter = build_fitter(body, load_fit_config(p["preset"]), device=p["device"])
-            if p["observations_topic"]:
-                keypoints = initial_smpl = None
-            else:
-                if not p["vitpose_checkpoint"] or not p["cliff_checkpoint"]:
-                    raise StartupError(
-                        "set the parameters vitpose_checkpoint and cliff_checkpoint to the ViTPose (mmpose model zoo) "
-                        "and CLIFF (CLIFF repository release) weight files, or set observations_topic to take "
-                        "keypoints and initial estimates from another node")
-                keypoints, initial_smpl = load_front_ends(p["vitpose_checkpoint"], p["cliff_checkpoint"], p["device"])
+            self.processor = FrameProcessor.from_config(config)
         except (ValueError, FileNotFoundError) as error:
             raise StartupError(str(error)) from error
-        self.front_ends = FrontEnds(keypoints, initial_smpl, min_keypoint_score=float(p["min_keypoint_score"]))
-        self.processor = FrameProcessor(self.fitter, self.front_ends, int(p["max_persons"]), float(p["sync_slop"]))
-        self.tracker = PelvisTracker()
-        self.get_logger().info(f"fitting on {self.fitter.device} with preset {p['preset']}; body model "
-                               f"{body.data.source}")
+        self.fitter = self.processor.fitter
+        self.get_logger().info(f"fitting on {self.fitter.device} with preset {config.preset}; body model "
+                               f"{self.fitter.body.data.source}")
 
     # -- callbacks (never block) ----------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -291,31 +250,49 @@ class SMPLify3DNode(Node):
 
     def _process(self, frame: PendingFrame) -> Optional[str]:
         """Fit one frame and publish; returns why it was skipped, or None."""
+        outcome = self._outcome(frame)
+        if outcome.status is FrameStatus.SKIPPED:
+            return outcome.reason
+        self._note_thinning(outcome)
+        self._last_stage_seconds = outcome.stage_seconds
+        self._publish(outcome, frame.image_msg.header)
+        stamp = stamp_to_seconds(frame.image_msg.header.stamp)
+        self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
+        return None
+
+    def _outcome(self, frame: PendingFrame) -> FrameOutcome:
+        """Messages -> SensorFrame -> the processor's outcome (skipped when a message is unusable)."""
         image_msg, cloud_msg = frame.image_msg, frame.cloud_msg
         camera = self._camera
-        if camera is None and self._camera_error:
-            return self._camera_error
+        if camera is None:
+            return FrameOutcome.skipped(self._camera_error or "no valid camera_info received yet")
         T, why = self.extrinsics.get(cloud_msg.header.stamp, image_msg.header.frame_id, cloud_msg.header.frame_id)
         if T is None:
-            return why
-        cloud_msg = self._thin_cloud(cloud_msg)
-        observations = self._observations_for(image_msg) if self.params["observations_topic"] else None
-        outcome = self.processor.process(image_msg, cloud_msg, camera, T, observations)
-        if outcome.skip_reason == NOBODY_REASON:  # nobody in view: an empty result, as with the front-ends
-            outcome.skip_reason, outcome.fit, outcome.stage_seconds = None, None, {"total": 0.0}
-        if outcome.skip_reason:
-            return outcome.skip_reason
-        self._last_stage_seconds = outcome.stage_seconds
-        self._publish(outcome.fit, image_msg.header, outcome.stage_seconds, outcome.image)
-        now = time.time()
-        self.recent_latencies.append((stamp_to_seconds(image_msg.header.stamp), time.monotonic() - frame.received,
-                                      now - stamp_to_seconds(image_msg.header.stamp)))
-        return None
+            return FrameOutcome.skipped(why)
+        observations_msg = None
+        if self.settings.observations_topic:
+            observations_msg = matching_observations(self._observations_for(image_msg), image_msg.header.stamp,
+                                                     self.settings.sync_slop)
+            if observations_msg is None:
+                return FrameOutcome.skipped(NO_OBSERVATIONS)
+        try:
+            sensor_frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T, observations_msg)
+        except ConversionError as error:
+            return FrameOutcome.skipped(str(error))
+        return self.processor.process(sensor_frame)
+
+    def _note_thinning(self, outcome: FrameOutcome) -> None:
+        valid, used = outcome.cloud_points
+        if used < valid and not self._thinning_logged:
+            self._thinning_logged = True
+            self.get_logger().warning(f"the point cloud has {valid} valid points, more than max_cloud_points "
+                                      f"({self.pipeline_config.max_cloud_points}): using every "
+                                      f"{-(-valid // self.pipeline_config.max_cloud_points)}th point (logged once)")
 
     def _observations_for(self, image_msg) -> list:
         """The recent ObservationArrays, after waiting up to OBSERVATION_WAIT_S for one matching the image
         (the detector's message and the synchronized pair travel on different topics, in any order)."""
-        stamp, slop = stamp_to_seconds(image_msg.header.stamp), float(self.params["sync_slop"])
+        stamp, slop = stamp_to_seconds(image_msg.header.stamp), self.settings.sync_slop
         deadline = time.monotonic() + OBSERVATION_WAIT_S
         with self._observations_arrived:
             while True:
@@ -326,37 +303,17 @@ class SMPLify3DNode(Node):
                     return observations
                 self._observations_arrived.wait(timeout=left)
 
-    def _thin_cloud(self, cloud_msg):
-        """The cloud, or every k-th of its points when it has more than max_cloud_points (bounds the fit time)."""
-        limit = int(self.params["max_cloud_points"])
-        if int(cloud_msg.width) * int(cloud_msg.height) <= limit:
-            return cloud_msg
-        xyz = pointcloud2_to_xyz(cloud_msg)
-        if len(xyz) <= limit:
-            return xyz_to_pointcloud2(xyz, frame_id=cloud_msg.header.frame_id, stamp=cloud_msg.header.stamp)
-        step = -(-len(xyz) // limit)
-        if not self._thinning_logged:
-            self._thinning_logged = True
-            self.get_logger().warning(f"the point cloud has {len(xyz)} valid points, more than max_cloud_points "
-                                      f"({limit}): fitting every {step}th point (logged once)")
-        return xyz_to_pointcloud2(xyz[::step], frame_id=cloud_msg.header.frame_id, stamp=cloud_msg.header.stamp)
-
     # -- output --------------------------------------------------------------------------------
-    def _publish(self, fit, header, stage_seconds: dict, image) -> None:
-        from smplify3d_ros.smpl_messages import smpl_array_from_fit
+    def _publish(self, outcome: FrameOutcome, header) -> None:
+        from smplify3d_ros.smpl_messages import smpl_array_from_outcome
 
-        if fit is None:
-            track_ids = []
-        else:
-            pelvis = fit.result.joints[:, 0].numpy()
-            track_ids = self.tracker.update(np.where(fit.result.valid.numpy()[:, None], pelvis, np.nan))
-        self.smpl_pub.publish(smpl_array_from_fit(None if fit is None else fit.result, header, track_ids, stage_seconds,
-                                                  include_vertices=bool(self.params["publish_vertices"])))
-        if self.params["publish_markers"]:
-            valid = [] if fit is None else [b for b in range(len(track_ids)) if bool(fit.result.valid[b])]
+        fit = outcome.fit
+        self.smpl_pub.publish(smpl_array_from_outcome(outcome, header, include_vertices=self.settings.publish_vertices))
+        if self.settings.publish_markers:
+            valid = [] if fit is None else [b for b in range(len(outcome.track_ids)) if bool(fit.result.valid[b])]
             markers, self._marker_ids = markers_for_persons(
                 [fit.result.vertices[b].numpy() for b in valid], self.fitter.body.faces,
-                [track_ids[b] for b in valid], header, self._marker_ids)
+                [outcome.track_ids[b] for b in valid], header, self._marker_ids)
             self.marker_pub.publish(markers)
         if self.overlay_pub is not None and fit is not None:
             from smplify3d_core.outputs import draw_overlay

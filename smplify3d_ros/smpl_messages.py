@@ -218,3 +218,11 @@ def truth_to_smpl_array(truth: Mapping[str, PersonTruth], header: Optional[Heade
         item.valid = True
         msg.persons.append(item)
     return msg
+
+
+def smpl_array_from_outcome(outcome, header: Optional[Header] = None, include_vertices: bool = False) -> SMPLArray:
+    """The ``SMPLArray`` of a frame's :class:`~smplify3d_core.pipeline.FrameOutcome` (fitted or empty),
+    with the tracker's ids and every stage's time (perception and fit)."""
+    result = None if outcome.fit is None else outcome.fit.result
+    return smpl_array_from_fit(result, header, outcome.track_ids if result is not None else [], outcome.stage_seconds,
+                               include_vertices=include_vertices)

@@ -30,34 +30,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
+from smplify3d_ros.stamps import NS_PER_S, header_stamp_ns, stamp_to_ns
+
 __all__ = [
     "ApproximateSynchronizer",
     "SyncHandle",
     "make_synchronizer",
     "message_filters_available",
-    "stamp_to_ns",
-    "header_stamp_ns",
 ]
-
-_NS = 1_000_000_000
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """Integer nanoseconds from float seconds, a builtin_interfaces/Time or an rclpy Time."""
-    if hasattr(stamp, "sec") and hasattr(stamp, "nanosec"):
-        return int(stamp.sec) * _NS + int(stamp.nanosec)
-    if hasattr(stamp, "nanoseconds"):
-        return int(stamp.nanoseconds)
-    return int(round(float(stamp) * _NS))
-
-
-def header_stamp_ns(msg: Any) -> Optional[int]:
-    """The message's ``header.stamp`` in nanoseconds, or None for a headerless message."""
-    header = getattr(msg, "header", None)
-    stamp = getattr(header, "stamp", None)
-    if stamp is None:
-        return None
-    return stamp_to_ns(stamp)
 
 
 class ApproximateSynchronizer:
@@ -81,7 +61,7 @@ class ApproximateSynchronizer:
         self.num_inputs = int(num_inputs)
         self.queue_size = int(queue_size)
         self.slop = float(slop)
-        self._slop_ns = int(round(self.slop * _NS))
+        self._slop_ns = int(round(self.slop * NS_PER_S))
         self._callbacks: List[Callable[..., Any]] = [callback] if callback is not None else []
         self._lock = threading.Lock()
         # Per input: parallel sorted lists of stamps (ns) and messages.

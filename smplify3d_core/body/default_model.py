@@ -39,3 +39,16 @@ def default_body_model_dir() -> Path:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+#: File name of the project's GMM pose prior (8 components, gmm_08.pkl layout) in the cache folder.
+DEFAULT_POSE_PRIOR_NAME = "simulator_gmm_08_v1.pkl"
+
+
+def default_pose_prior_path() -> Path:
+    """Where the project's own pose prior lives: ``<cache>/simulator_gmm_08_v1.pkl``.
+
+    Written once by ``smplify3d make-pose-prior`` (``scripts/setup.sh`` runs it; the offline
+    commands write it on first use); the node and the frame path only read it.
+    """
+    return cache_dir() / DEFAULT_POSE_PRIOR_NAME

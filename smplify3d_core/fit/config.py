@@ -15,24 +15,22 @@ PRESETS = ("demo", "humanm3", "sloper4d")
 
 
 def config_dir() -> Path:
-    """Folder of the preset YAML files.
+    """Folder of the YAML files (fit presets, ``pipeline.yaml``).
 
     ``$SMPLIFY3D_CONFIG_DIR`` when set; else ``config/`` of the source checkout (pip install -e);
-    else the ROS package's share folder (a colcon install puts the presets there).
+    else ``<prefix>/share/smplify3d_ros/config`` of a colcon / CMake install, found from this
+    file's location (``<prefix>/lib/pythonX.Y/site-packages/smplify3d_core/fit/config.py``).
     """
     import os
 
     if os.environ.get("SMPLIFY3D_CONFIG_DIR"):
         return Path(os.environ["SMPLIFY3D_CONFIG_DIR"])
-    checkout = Path(__file__).resolve().parents[2] / "config"
+    here = Path(__file__).resolve()
+    checkout = here.parents[2] / "config"
     if checkout.is_dir():
         return checkout
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        return Path(get_package_share_directory("smplify3d_ros")) / "config"
-    except Exception:  # not a ROS install either: report the checkout path in the error
-        return checkout
+    installed = here.parents[5] / "share" / "smplify3d_ros" / "config" if len(here.parents) > 5 else checkout
+    return installed if installed.is_dir() else checkout
 
 
 @dataclass

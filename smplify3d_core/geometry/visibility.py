@@ -11,6 +11,9 @@ import numpy as np
 
 from smplify3d_core.types import PinholeCamera
 
+#: Side of the dilation kernel, pixels: the research method's 50 px (the one default everywhere).
+DEFAULT_LIDAR_KERNEL_PX = 50
+
 
 def lidar_hit_mask(points_cam: np.ndarray, camera: PinholeCamera, kernel_px: int = 50) -> np.ndarray:
     """(H, W) uint8 mask in {0, 1}: pixels within the dilated footprint of the projected points.

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 import torch
 
+from smplify3d_core.image import check_rgb8
+
 from .vitpose import HEATMAP_HW, INPUT_HW, NUM_KEYPOINTS
 
 #: COCO-17 keypoint names in the network's channel order.
@@ -43,68 +45,6 @@ BOX_PADDING = 1.25
 INPUT_ASPECT = INPUT_HW[1] / INPUT_HW[0]  # w / h = 0.75
 BLUR_KERNEL = 11  # DARK modulation kernel for sigma-2 training heatmaps
 
-_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16uc1")
-
-
-# --------------------------------------------------------------------------------------------
-# images
-# --------------------------------------------------------------------------------------------
-def to_rgb8(image: np.ndarray, encoding: str) -> np.ndarray:
-    """Convert an image with a ROS ``sensor_msgs/Image`` encoding to uint8 RGB (H, W, 3).
-
-    Supported encodings: ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8`` (uint8, alpha dropped),
-    ``mono8`` (uint8 (H, W) or (H, W, 1), replicated to three channels), ``mono16`` / ``16UC1``
-    (uint16; linearly stretched from the image's own minimum..maximum to 0..255, as 16-bit
-    cameras rarely use the full range; a constant image becomes black). Raises ValueError for
-    another encoding or a dtype/shape that does not fit the encoding.
-    """
-    enc = str(encoding).lower()
-    if enc not in _ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: rgb8, bgr8, rgba8, bgra8, "
-                         f"mono8, mono16, 16UC1")
-    image = np.asarray(image)
-    sixteen = enc in ("mono16", "16uc1")
-    want_dtype = np.uint16 if sixteen else np.uint8
-    if image.dtype != want_dtype:
-        raise ValueError(f"encoding {encoding!r} needs dtype {np.dtype(want_dtype).name}, got {image.dtype}")
-    channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4}.get(enc, 1)
-    if channels == 1:
-        if image.ndim == 3 and image.shape[2] == 1:
-            image = image[:, :, 0]
-        if image.ndim != 2:
-            raise ValueError(f"encoding {encoding!r} needs a (H, W) image, got shape {image.shape}")
-        if sixteen:
-            low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
-            span = max(high - low, 1)
-            image = ((image.astype(np.float32) - low) * (255.0 / span) + 0.5).clip(0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(image[:, :, None], 3, axis=2))
-    if image.ndim != 3 or image.shape[2] != channels:
-        raise ValueError(f"encoding {encoding!r} needs a (H, W, {channels}) image, got shape {image.shape}")
-    if enc.startswith("bgr"):
-        image = image[:, :, 2::-1]
-    return np.ascontiguousarray(image[:, :, :3])
-
-
-def check_rgb8(image) -> np.ndarray:
-    """``image`` (made contiguous) if it is a uint8 RGB (H, W, 3) array; ValueError saying what to do otherwise."""
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"expected the image as a numpy uint8 RGB array (H, W, 3), got {type(image).__name__}")
-    gray = image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1)
-    if image.dtype == np.uint16:
-        kind = "grayscale " if gray else ""
-        raise ValueError(f"got a 16-bit {kind}image (dtype uint16, shape {image.shape}); ViTPose expects a uint8 "
-                         "RGB image (H, W, 3). Convert it with to_rgb8(image, 'mono16') (or '16UC1').")
-    if image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image (H, W, 3) with values 0..255, got dtype {image.dtype}")
-    if gray:
-        raise ValueError(f"got a grayscale image of shape {image.shape}; ViTPose expects a uint8 RGB image "
-                         "(H, W, 3). Convert it with to_rgb8(image, 'mono8').")
-    if image.ndim == 3 and image.shape[2] == 4:
-        raise ValueError(f"got a 4-channel image of shape {image.shape}; ViTPose expects a uint8 RGB image "
-                         "(H, W, 3). Convert it with to_rgb8(image, 'rgba8') or to_rgb8(image, 'bgra8').")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected a uint8 RGB image (H, W, 3), got shape {image.shape}")
-    return np.ascontiguousarray(image)
 
 
 # --------------------------------------------------------------------------------------------

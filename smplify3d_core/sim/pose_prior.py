@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from smplify3d_core.body.default_model import cache_dir
+from smplify3d_core.body.default_model import default_pose_prior_path
 from smplify3d_core.body.priors import fit_pose_gmm, save_gmm_pickle
 from smplify3d_core.sim.poses import pose_corpus
-
-SIMULATOR_PRIOR_NAME = "simulator_gmm_08_v1.pkl"
-
 
 def write_simulator_pose_prior(path, samples: int = 4000, seed: int = 0, components: int = 8) -> Path:
     """Fit an 8-component full-covariance GMM to ``samples`` simulator poses and write it."""
@@ -23,8 +20,8 @@ def write_simulator_pose_prior(path, samples: int = 4000, seed: int = 0, compone
 
 
 def simulator_pose_prior_path() -> Path:
-    """Path of the cached simulator GMM, fitting it on first use."""
-    path = cache_dir() / SIMULATOR_PRIOR_NAME
+    """Path of the project's default pose prior (:func:`default_pose_prior_path`), fitted on first use."""
+    path = default_pose_prior_path()
     if not path.is_file():
         staging = path.with_suffix(f".tmp{id(path)}")
         write_simulator_pose_prior(staging)

@@ -1,0 +1,140 @@
+"""The settings of the frame path, in one typed tree: models, perception, proposals, tracker, limits.
+
+:class:`PipelineConfig` is what the node, ``smplify3d-bag process`` and the ``smplify3d`` CLI
+build their frame processing from. Each setting has one name everywhere: the dotted name is the
+ROS parameter (``max_persons``, ``proposals.cluster_distance``), the ``--set NAME=VALUE`` option
+of the command-line tools, and the key in ``config/pipeline.yaml`` (nested under its section);
+the top-level ones also have a flag of their own (``--max-persons``). The fit itself is chosen by
+``preset``: a name in ``config/`` (demo, humanm3, sloper4d) or a YAML path, read as
+:class:`~smplify3d_core.fit.config.FitConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from smplify3d_core.fit.config import config_dir
+from smplify3d_core.geometry.visibility import DEFAULT_LIDAR_KERNEL_PX
+from smplify3d_core.perception.proposal_config import ProposalConfig
+from smplify3d_core.typed_config import ConfigError, section, section_from_dict, setting
+
+
+@dataclass
+class TrackerConfig:
+    """Frame-to-frame identities of the fitted persons (nearest pelvis)."""
+
+    max_distance: float = setting(0.6, "metres a pelvis may move between two frames and keep its track id", min=0)
+    max_missed: int = setting(5, "frames a track survives without a match", min=0)
+
+
+@dataclass
+class PipelineConfig:
+    """Every tunable of the per-frame path (see the module docstring for the names)."""
+
+    preset: str = setting("humanm3", "fit preset: demo, humanm3, sloper4d, or a fit YAML file")
+    device: str = setting("auto", "auto (cuda when available), cpu, cuda or cuda:N")
+    smpl_model_path: str = setting("", "SMPL model file or folder; empty: the synthetic SMPL-format model")
+    gender: str = setting("neutral", "body model gender", choices=("neutral", "male", "female"))
+    vitpose_checkpoint: str = setting("", "ViTPose weights (mmpose 1.x or official layout); empty: keypoints from "
+                                          "observations only")
+    cliff_checkpoint: str = setting("", "CLIFF weights (hr48 or res50 release); empty: initial estimates from "
+                                        "observations only")
+    flip_test: bool = setting(True, "average ViTPose with its horizontally flipped input (2x the keypoint cost)")
+    min_keypoint_score: float = setting(0.3, "a person whose mean ViTPose keypoint score is below this is dropped",
+                                        min=0, max=1)
+    lidar_kernel_px: int = setting(DEFAULT_LIDAR_KERNEL_PX, "dilation of the per-keypoint LiDAR visibility mask, pixels",
+                                   min=1, max=1000)
+    max_persons: int = setting(8, "the nearest persons kept per frame", min=1, max=64)
+    max_cloud_points: int = setting(300000, "larger clouds are thinned to every k-th point before use", min=1000)
+    seed: int = setting(0, "seed of the optimizer (same inputs and seed, same fit)", min=0)
+    proposals: ProposalConfig = section(ProposalConfig, "LiDAR person proposals and crops")
+    tracker: TrackerConfig = section(TrackerConfig, "track ids across frames")
+
+    @classmethod
+    def from_dict(cls, data: Optional[dict], source: str = "pipeline config") -> "PipelineConfig":
+        """From a nested mapping (unknown keys and invalid values are a :class:`ConfigError`)."""
+        return section_from_dict(cls, data, source)
+
+    @classmethod
+    def from_yaml(cls, path) -> "PipelineConfig":
+        """From a YAML file: a plain mapping (``config/pipeline.yaml``) or a ROS 2 parameters file
+        (``<node name>: ros__parameters: ...``) holding only pipeline settings."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pipeline config {path} does not exist (the default is {default_pipeline_yaml()})")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML ({error})") from error
+        return cls.from_dict(ros_parameters_section(data), source=str(path))
+
+
+def ros_parameters_section(data: dict) -> dict:
+    """The ``ros__parameters`` mapping of a ROS 2 parameters file with one node, else ``data`` itself."""
+    if isinstance(data, dict) and len(data) == 1:
+        (inner,) = data.values()
+        if isinstance(inner, dict) and set(inner) == {"ros__parameters"}:
+            return inner["ros__parameters"] or {}
+    return data
+
+
+def default_pipeline_yaml() -> Path:
+    """``config/pipeline.yaml``: the documented defaults of :class:`PipelineConfig`."""
+    return config_dir() / "pipeline.yaml"
+
+
+# ------------------------------------------------------------------------- command-line surface
+def add_pipeline_arguments(parser, skip: tuple = ()) -> None:
+    """The frame path's settings as options of a command (``smplify3d fit/eval/keypoints``,
+    ``smplify3d-bag process``): ``--params FILE``, ``--set NAME=VALUE`` and one flag per top-level
+    setting named like the ROS parameter (``max_persons`` -> ``--max-persons``). Flags left out
+    keep the file's value (or the default). ``skip``: top-level settings the command does not use.
+    """
+    import argparse
+
+    from smplify3d_core.typed_config import flatten_fields
+
+    group = parser.add_argument_group("frame path settings (ROS parameter names; see config/pipeline.yaml)")
+    group.add_argument("--params", default=None, metavar="FILE",
+                       help="settings file: config/pipeline.yaml layout, or a ROS 2 params file such as "
+                            "config/robot.yaml (its ROS-only keys are ignored)")
+    group.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                       help="any setting by its dotted name, e.g. --set proposals.cluster_distance=0.3 (repeatable)")
+    for spec in flatten_fields(PipelineConfig):
+        if len(spec.path) != 1 or spec.name in skip:
+            continue
+        flag = "--" + spec.name.replace("_", "-")
+        help_text = f"{spec.doc} (default {spec.default!r})"
+        if spec.kind == "bool":
+            group.add_argument(flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=help_text)
+        else:
+            kind = {"int": int, "float": float}.get(spec.kind, str)
+            group.add_argument(flag, dest=spec.name, type=kind, default=None, choices=spec.choices, help=help_text)
+
+
+def pipeline_config_from_args(args, defaults: Optional[dict] = None, ignore_keys: tuple = ()) -> PipelineConfig:
+    """The settings an invocation asks for: defaults < ``--params`` file < ``--set`` < flags.
+
+    defaults: top-level settings this command defaults differently (e.g. the dataset's preset);
+    ignore_keys: keys of a ROS params file that belong to the node, not to the frame path.
+    """
+    from smplify3d_core.typed_config import flatten_fields, parse_override, with_overrides
+
+    config = PipelineConfig.from_dict(defaults or {}, source="defaults")
+    if getattr(args, "params", None):
+        path = Path(args.params)
+        if not path.is_file():
+            raise FileNotFoundError(f"--params {path} does not exist")
+        data = ros_parameters_section(yaml.safe_load(path.read_text()) or {})
+        data = {k: v for k, v in data.items() if k not in ignore_keys}
+        merged = {**(defaults or {}), **data}
+        config = PipelineConfig.from_dict(merged, source=str(path))
+    overrides = dict(parse_override(text) for text in getattr(args, "overrides", []) or [])
+    for spec in flatten_fields(PipelineConfig):
+        if len(spec.path) == 1 and getattr(args, spec.name, None) is not None:
+            overrides[spec.name] = getattr(args, spec.name)
+    return with_overrides(config, overrides, source="command line") if overrides else config

@@ -1,0 +1,103 @@
+"""The node's ROS parameters, generated from typed settings with a descriptor each.
+
+Two settings trees make up the parameters: :class:`NodeConfig` (topics, synchronization,
+extrinsics, outputs: the ROS side) and :class:`~smplify3d_core.pipeline_config.PipelineConfig`
+(the frame path, shared with ``smplify3d-bag process`` and the CLI). Every field is declared with
+a ``ParameterDescriptor`` (description, type, range or allowed values), so ``ros2 param
+describe /smplify3d_node <name>`` documents it; nested sections become dotted names
+(``proposals.cluster_distance``), which a params file writes nested. ``config/robot.yaml`` lists
+them all with their defaults.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import List, Tuple
+
+from smplify3d_core.pipeline_config import PipelineConfig
+from smplify3d_core.typed_config import ConfigError, FieldSpec, check_value, flatten_fields, section_from_dict, setting
+
+IDENTITY_4X4 = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
+
+
+@dataclass
+class NodeConfig:
+    """The ROS side of ``smplify3d_node``: inputs, frames and extrinsics, outputs."""
+
+    image_topic: str = setting("/camera/image_raw", "sensor_msgs/Image topic (rgb8, bgr8, mono8, mono16, ...), rectified")
+    compressed_image: bool = setting(False, "subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage)")
+    camera_info_topic: str = setting("/camera/camera_info", "sensor_msgs/CameraInfo topic (K of the rectified image)")
+    cloud_topic: str = setting("/lidar/points", "sensor_msgs/PointCloud2 topic, LiDAR frame, any field layout")
+    observations_topic: str = setting("", "smplify3d_ros/ObservationArray topic with external keypoints and initial "
+                                          "estimates; empty: ViTPose and CLIFF find the persons")
+    sync_queue_size: int = setting(10, "approximate-time synchronizer queue per input", min=1, max=1000)
+    sync_slop: float = setting(0.05, "image, cloud (and observations) stamps must be this close, seconds", min=0, max=10)
+    reliable_inputs: bool = setting(False, "false: sensor-data QoS (best effort); true: reliable, for large raw images")
+    camera_frame: str = setting("", "camera optical frame for the TF lookup; empty: the image's header.frame_id")
+    lidar_frame: str = setting("", "LiDAR frame for the TF lookup; empty: the cloud's header.frame_id")
+    extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (tf2_ros lookup) or static (T_cam_lidar)",
+                                     choices=("tf", "static"))
+    T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame (static, or "
+                                                           "the fallback when tf2_ros is not installed)")
+    tf_timeout: float = setting(0.05, "seconds to wait for a transform before skipping the frame", min=0, max=10)
+    publish_vertices: bool = setting(False, "fill SMPL.vertices (6890 points per person)")
+    publish_markers: bool = setting(True, "publish ~/markers: one TRIANGLE_LIST mesh per person")
+    publish_overlay: bool = setting(False, "publish ~/overlay: the meshes drawn on the image (slower)")
+
+
+def parameter_specs() -> List[FieldSpec]:
+    """Every node parameter: the NodeConfig fields, then the PipelineConfig ones (dotted names)."""
+    return flatten_fields(NodeConfig) + flatten_fields(PipelineConfig)
+
+
+def parameter_descriptor(spec: FieldSpec):
+    """The ``rcl_interfaces/ParameterDescriptor`` of a setting: description, type, range, allowed values."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
+             "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
+             "float_list": ParameterType.PARAMETER_DOUBLE_ARRAY}
+    descriptor = ParameterDescriptor(name=spec.name, type=types[spec.kind], description=spec.doc)
+    if spec.choices:
+        descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
+    if spec.kind == "int" and (spec.min is not None or spec.max is not None):
+        descriptor.integer_range = [IntegerRange(from_value=int(-2**62 if spec.min is None else spec.min),
+                                                 to_value=int(2**62 if spec.max is None else spec.max), step=0)]
+    if spec.kind == "float" and (spec.min is not None or spec.max is not None):
+        descriptor.floating_point_range = [FloatingPointRange(
+            from_value=float(-sys.float_info.max if spec.min is None else spec.min),
+            to_value=float(sys.float_info.max if spec.max is None else spec.max), step=0.0)]
+    return descriptor
+
+
+def _ros_default(spec: FieldSpec):
+    return list(spec.default) if spec.kind == "float_list" else spec.default
+
+
+def declare_node_parameters(node) -> Tuple[NodeConfig, PipelineConfig]:
+    """Declare every parameter on ``node`` and read the values back as checked settings.
+
+    Raises ConfigError with one line naming the parameter, the value and what is allowed when a
+    value (from a params file or ``--ros-args -p``) has the wrong type or is out of range.
+    """
+    values = {}
+    for spec in parameter_specs():
+        try:
+            value = node.declare_parameter(spec.name, _ros_default(spec), parameter_descriptor(spec)).value
+        except Exception as error:  # rclpy's InvalidParameterValueException / InvalidParameterTypeException
+            raise ConfigError(f"parameter {spec.name}: {error.__class__.__name__}: {error}; allowed: "
+                              f"{spec.allowed()}") from error
+        values[spec.name] = check_value(spec, value, source="parameter")
+    return _nested(NodeConfig, values, ""), _nested(PipelineConfig, values, "")
+
+
+def _nested(cls, values: dict, prefix: str):
+    """The settings of ``cls`` from the flat {dotted name: value} mapping."""
+    data: dict = {}
+    for spec in flatten_fields(cls):
+        target = data
+        for part in spec.path[:-1]:
+            target = target.setdefault(part, {})
+        value = values[spec.name]
+        target[spec.path[-1]] = list(value) if isinstance(value, tuple) else value
+    return section_from_dict(cls, data, source="parameters")
