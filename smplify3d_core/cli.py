@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="fit SMPL bodies to a scene folder")
     p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format + camera.json + init_smpl.json)")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/fit)")
-    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points", "min_keypoint_score"))
+    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="simulate a scene, fit it, report accuracy before/after")
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points", "min_keypoint_score"))
+    add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))
     p.set_defaults(func=_cmd_eval)
 
     from smplify3d_core.bench import add_bench_parser
