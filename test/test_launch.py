@@ -4,7 +4,7 @@ Two kinds of tests:
 
 * Static checks that always run (no ROS launch system needed): every launch file compiles and
   defines ``generate_launch_description``; its arguments, executables and node parameter names
-  exist (setup.cfg console scripts, scripts/ros/ launchers, node.py's PARAMETERS, sim_node.py's
+  exist (setup.cfg console scripts, scripts/ros/ launchers, the node's parameter specs (smplify3d_ros/params.py), sim_node.py's
   parameters); each launch file is also *executed* against small stand-ins of the ``launch`` /
   ``launch_ros`` classes that record what they are given, so typos, wrong parameter types and
   the demo's launch-time extrinsic are caught here; the RViz config parses as YAML with the
@@ -57,7 +57,9 @@ def _module_dict_literal(path: Path, name: str) -> dict:
 
 
 def _node_parameters() -> dict:
-    return _module_dict_literal(ROOT / "smplify3d_ros" / "node.py", "PARAMETERS")
+    from smplify3d_ros.params import parameter_specs
+
+    return {spec.name: spec.default for spec in parameter_specs()}
 
 
 def _sim_parameters() -> dict:

@@ -1,0 +1,93 @@
+"""One config surface: typed settings, the documented YAML files, node parameters and CLI names agree."""
+import argparse
+
+import pytest
+import yaml
+
+from smplify3d_core.fit.config import config_dir
+from smplify3d_core.pipeline_config import (PipelineConfig, add_pipeline_arguments, pipeline_config_from_args,
+                                            ros_parameters_section)
+from smplify3d_core.typed_config import ConfigError, flat_values, flatten_fields
+from smplify3d_ros.params import NodeConfig, parameter_descriptor, parameter_specs
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _normalised(value):
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def test_robot_yaml_lists_every_node_parameter_with_its_default():
+    data = _flat(ros_parameters_section(yaml.safe_load((config_dir() / "robot.yaml").read_text())))
+    specs = {spec.name: spec for spec in parameter_specs()}
+    assert set(data) == set(specs)
+    for name, value in data.items():
+        assert _normalised(value) == _normalised(specs[name].default), name
+
+
+def test_pipeline_yaml_is_the_default_pipeline_config():
+    assert PipelineConfig.from_yaml(config_dir() / "pipeline.yaml") == PipelineConfig()
+    robot = PipelineConfig.from_dict({k: v for k, v in ros_parameters_section(
+        yaml.safe_load((config_dir() / "robot.yaml").read_text())).items()
+        if k not in {s.name for s in flatten_fields(NodeConfig)}})
+    assert robot == PipelineConfig()
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"max_personz": 3}, "unknown keys ['max_personz']"),
+    ({"proposals": {"cluster_distanse": 0.3}}, "under 'proposals'"),
+    ({"max_persons": 0}, "max_persons = 0 is invalid"),
+    ({"max_persons": "eight"}, "not a number"),
+    ({"gender": "robot"}, "one of neutral, male, female"),
+    ({"proposals": {"lidar_up": [0, 1]}}, "needs 3 numbers"),
+])
+def test_bad_settings_name_the_key_and_what_is_allowed(data, needle):
+    with pytest.raises(ConfigError, match=None) as error:
+        PipelineConfig.from_dict(data)
+    assert needle in str(error.value)
+
+
+def test_every_setting_is_documented_and_described_for_ros():
+    names = [spec.name for spec in parameter_specs()]
+    assert len(names) == len(set(names)), "a parameter name is used twice"
+    for spec in parameter_specs():
+        descriptor = parameter_descriptor(spec)
+        assert descriptor.description == spec.doc and len(spec.doc) > 10
+        if spec.kind == "int" and spec.min is not None:
+            assert descriptor.integer_range[0].from_value == spec.min
+        if spec.kind == "float" and spec.max is not None:
+            assert descriptor.floating_point_range[0].to_value == pytest.approx(spec.max)
+
+
+def test_one_name_per_setting_on_the_command_line(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_pipeline_arguments(parser)
+    params = tmp_path / "p.yaml"
+    params.write_text("max_persons: 4\nproposals: {cluster_distance: 0.2}\n")
+    args = parser.parse_args(["--params", str(params), "--max-persons", "3", "--no-flip-test",
+                              "--set", "tracker.max_missed=7", "--vitpose-checkpoint", "v.pth"])
+    config = pipeline_config_from_args(args)
+    values = flat_values(config)
+    assert values["max_persons"] == 3 and values["proposals.cluster_distance"] == 0.2
+    assert values["flip_test"] is False and values["tracker.max_missed"] == 7 and values["vitpose_checkpoint"] == "v.pth"
+    with pytest.raises(ConfigError, match="unknown settings"):
+        pipeline_config_from_args(parser.parse_args(["--set", "max_personz=3"]))
+
+
+def test_the_core_imports_no_ros_and_the_runtime_path_no_simulator():
+    import subprocess
+    import sys
+
+    code = ("import sys, smplify3d_core.pipeline, smplify3d_core.models, smplify3d_core.observe; "
+            "bad = sorted(m for m in sys.modules if m.startswith(('rclpy', 'ament_index_python', "
+            "'smplify3d_core.sim', 'smplify3d_ros'))); print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
