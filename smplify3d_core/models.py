@@ -76,10 +76,12 @@ def load_front_ends(config: PipelineConfig) -> FrontEnds:
     """ViTPose and CLIFF from ``vitpose_checkpoint`` / ``cliff_checkpoint`` (an empty path: not loaded)."""
     device = resolve_device(config.device)
     keypoints = initial_smpl = None
-    for name in ("vitpose_checkpoint", "cliff_checkpoint"):
+    sources = {"vitpose_checkpoint": "ViTPose weights from the mmpose model zoo (1.x) or the official ViTPose release",
+               "cliff_checkpoint": "CLIFF hr48/res50 weights from the CLIFF repository release"}
+    for name, source in sources.items():
         path = getattr(config, name)
         if path and not Path(path).is_file():
-            raise FileNotFoundError(f"{name} {path} does not exist")
+            raise FileNotFoundError(f"{name} {path} does not exist (expected: {source})")
     if config.vitpose_checkpoint:
         from smplify3d_core.perception.pose2d import KeypointEstimator
         from smplify3d_core.perception.vitpose import load_vitpose

@@ -59,7 +59,7 @@ def _module_dict_literal(path: Path, name: str) -> dict:
 def _node_parameters() -> dict:
     from smplify3d_ros.params import parameter_specs
 
-    return {spec.name: spec.default for spec in parameter_specs()}
+    return {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default for spec in parameter_specs()}
 
 
 def _sim_parameters() -> dict:
