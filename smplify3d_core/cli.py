@@ -86,7 +86,7 @@ def _summarize_frame_metrics(metrics: dict, fit_seconds: float, persons: int) ->
     return summary
 
 
-def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpose=None, cliff=None) -> dict:
+def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpose=None, cliff=None, camera=None) -> dict:
     import json
 
     from smplify3d_core.eval.scene_folder import read_scene_folder
@@ -94,7 +94,7 @@ def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpos
     from smplify3d_core.outputs import write_fit_outputs
     from smplify3d_core.pipeline import build_fitter, fill_missing_observations, fit_frame, load_front_ends
 
-    frame = read_scene_folder(data, require_keypoints=vitpose is None)
+    frame = read_scene_folder(data, require_keypoints=vitpose is None, camera=camera)
     if vitpose or cliff:
         keypoints, initial_smpl = load_front_ends(vitpose, cliff, device)
         completed = fill_missing_observations(frame, keypoints, initial_smpl)
@@ -103,7 +103,7 @@ def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpos
                   f"{'initial estimates' if cliff else ''} from the image for persons {completed}")
     missing = [p.tracking_id for p in frame.persons if p.init is None]
     if missing:
-        raise ValueError(f"{data}: persons {missing} have no initial estimate (init_smpl.json); "
+        raise ValueError(f"{data}: persons {missing} have no initial estimate (init_smpl.json or smpl_<frame>.json); "
                          "pass --cliff CHECKPOINT to estimate them from the image")
     no_keypoints = [p.tracking_id for p in frame.persons if not (p.keypoints[:, 2] > 0).any()]
     if no_keypoints:
@@ -135,7 +135,8 @@ def _fit_scene_folder(data, out, config_name, smpl, gender, device, seed, vitpos
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = args.out or Path(args.data) / "fit"
-    _fit_scene_folder(args.data, out, args.config, args.smpl, args.gender, args.device, args.seed, args.vitpose, args.cliff)
+    _fit_scene_folder(args.data, out, args.config, args.smpl, args.gender, args.device, args.seed, args.vitpose, args.cliff,
+                      camera=_camera_options(args))
     print(f"wrote {out}")
     return 0
 
@@ -190,7 +191,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from smplify3d_core.pipeline import build_fitter, load_front_ends
 
     body_loader = _dataset_body_loader(args.smpl)
-    reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences)
+    reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences,
+                          camera=_camera_options(args))
     config = load_fit_config(args.config or {"humanm3": "humanm3", "sloper4d": "sloper4d"}.get(args.dataset, "demo"))
     fitter = build_fitter(body_loader(args.gender), config, device=args.device, seed=args.seed)
     keypoints = initial_smpl = None
@@ -207,6 +209,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_summary(summary))
     print(f"wrote {Path(out) / 'metrics.json'}")
     return 0 if summary["combined"]["persons"] else 1
+
+
+def _add_camera_flags(p: argparse.ArgumentParser) -> None:
+    """--camera / --intrinsics / --extrinsic: the camera of research demo folders without camera.json."""
+    p.add_argument("--camera", default=None, type=Path,
+                   help="JSON with the intrinsics for folders without camera.json: \"camera_intrinsics\": "
+                        "[[fx,0,cx],[0,fy,cy],[0,0,1]] (research format; a research smpl_<frame>.json works too) or "
+                        "fx, fy, cx, cy (pixels), optionally width, height (default: read from the image)")
+    p.add_argument("--intrinsics", nargs=4, type=float, default=None, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels (instead of --camera); the image size is read from the image")
+    p.add_argument("--extrinsic", default=None, type=Path,
+                   help="4x4 LiDAR -> camera transform (JSON, .npy or .txt) when data.pkl's points and joints are "
+                        "in the LiDAR frame (default: they are in the camera frame)")
+
+
+def _camera_options(args: argparse.Namespace):
+    from smplify3d_core.eval.scene_folder import camera_options
+
+    return camera_options(args.camera, args.intrinsics, args.extrinsic)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("fit", help="fit SMPL bodies to a scene folder")
-    p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format + camera.json + init_smpl.json)")
+    p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format; camera from camera.json, "
+                                                             "--camera/--intrinsics or smpl_<frame>.json)")
     p.add_argument("--config", default=None, help="preset name (demo, humanm3, sloper4d) or YAML file (default: demo)")
     p.add_argument("--smpl", default=None, help="SMPL model file or folder (default: the synthetic model)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
@@ -247,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "of persons the folder has none for")
     p.add_argument("--cliff", default=None, help="CLIFF checkpoint (hr48 or res50): estimate the initial SMPL of "
                                                   "persons without init_smpl.json entries")
+    _add_camera_flags(p)
     p.set_defaults(func=_cmd_fit)
 
     p = sub.add_parser("demo", help="simulate a scene, fit it, report accuracy before/after")
@@ -285,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_camera_flags(p)
     p.set_defaults(func=_cmd_eval)
 
     from smplify3d_core.bench import add_bench_parser
