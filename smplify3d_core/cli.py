@@ -96,8 +96,10 @@ def _summarize_frame_metrics(metrics: dict, fit_seconds: float, persons: int) ->
     return summary
 
 
-def _fit_scene_folder(data, out, config) -> dict:
-    """Fit a scene folder with the frame path's settings ``config`` (a PipelineConfig); write the outputs."""
+def _fit_scene_folder(data, out, config, camera=None) -> dict:
+    """Fit a scene folder with the frame path's settings ``config`` (a PipelineConfig); write the outputs.
+
+    camera: the camera options of :func:`_camera_options` (for folders without camera.json)."""
     import json
 
     from smplify3d_core.eval.scene_folder import read_scene_folder
@@ -106,7 +108,7 @@ def _fit_scene_folder(data, out, config) -> dict:
     from smplify3d_core.outputs import write_fit_outputs
     from smplify3d_core.pipeline import fit_frame
 
-    frame = read_scene_folder(data, require_keypoints=not config.vitpose_checkpoint)
+    frame = read_scene_folder(data, require_keypoints=not config.vitpose_checkpoint, camera=camera)
     fitter, front_ends = load_models(config)
     persons, dropped = complete_persons(frame.persons, frame.image, frame.camera, config, front_ends)
     if dropped:
@@ -135,7 +137,8 @@ def _fit_scene_folder(data, out, config) -> dict:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     out = args.out or Path(args.data) / "fit"
-    _fit_scene_folder(args.data, out, pipeline_config_from_args(args, defaults={"preset": "demo"}))
+    _fit_scene_folder(args.data, out, pipeline_config_from_args(args, defaults={"preset": "demo"}),
+                      camera=_camera_options(args))
     print(f"wrote {out}")
     return 0
 
@@ -197,7 +200,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     config = pipeline_config_from_args(
         args, defaults={"preset": {"humanm3": "humanm3", "sloper4d": "sloper4d"}.get(args.dataset, "demo")})
     body_loader = _dataset_body_loader(config.smpl_model_path)
-    reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences)
+    reader = open_dataset(args.dataset, args.data, body_loader=body_loader, sequences=args.sequences,
+                          camera=_camera_options(args))
     fitter = build_fitter(body_loader(config.gender), load_fit_config(config.preset), device=config.device,
                           seed=config.seed)
     front_ends = load_front_ends(config)
@@ -212,6 +216,25 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(format_summary(summary))
     print(f"wrote {Path(out) / 'metrics.json'}")
     return 0 if summary["combined"]["persons"] else 1
+
+
+def _add_camera_flags(p: argparse.ArgumentParser) -> None:
+    """--camera / --intrinsics / --extrinsic: the camera of research demo folders without camera.json."""
+    p.add_argument("--camera", default=None, type=Path,
+                   help="JSON with the intrinsics for folders without camera.json: \"camera_intrinsics\": "
+                        "[[fx,0,cx],[0,fy,cy],[0,0,1]] (research format; a research smpl_<frame>.json works too) or "
+                        "fx, fy, cx, cy (pixels), optionally width, height (default: read from the image)")
+    p.add_argument("--intrinsics", nargs=4, type=float, default=None, metavar=("FX", "FY", "CX", "CY"),
+                   help="camera intrinsics in pixels (instead of --camera); the image size is read from the image")
+    p.add_argument("--extrinsic", default=None, type=Path,
+                   help="4x4 LiDAR -> camera transform (JSON, .npy or .txt) when data.pkl's points and joints are "
+                        "in the LiDAR frame (default: they are in the camera frame)")
+
+
+def _camera_options(args: argparse.Namespace):
+    from smplify3d_core.eval.scene_folder import camera_options
+
+    return camera_options(args.camera, args.intrinsics, args.extrinsic)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -244,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("fit", help="fit SMPL bodies to a scene folder")
-    p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format + camera.json + init_smpl.json)")
+    p.add_argument("--data", required=True, type=Path, help="scene folder (research demo format; camera from camera.json, "
+                                                             "--camera/--intrinsics or smpl_<frame>.json)")
     p.add_argument("--out", default=None, type=Path, help="output folder (default: DATA/fit)")
+    _add_camera_flags(p)
     add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))
     p.set_defaults(func=_cmd_fit)
 
@@ -275,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_camera_flags(p)
     add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))
     p.set_defaults(func=_cmd_eval)
 

@@ -15,6 +15,7 @@ from smplify3d_core.perception.cliff import (
     cam_crop2full,
     crop_matrix,
     crop_person,
+    crop_window,
     boxes_to_center_scale,
     estimate_focal_length,
     infer_cliff_encoder,
@@ -159,14 +160,11 @@ def test_crop_camera_and_full_camera_agree(smpl_body):
     center, b = np.array([760.0, 330.0]), 420.0
     s, tx, ty = 0.9, 0.02, 0.25
     transl = cam_crop2full([[s, tx, ty]], [center], [b], (W, H), f)[0].numpy()
-    crop_centre = np.array([(CROP_WIDTH - 1) / 2, (CROP_HEIGHT - 1) / 2])
-    M = crop_matrix(center, b)
 
     def weak_perspective_in_image(points):
-        """CLIFF's crop camera in crop pixels, mapped back to the image with the crop warp."""
-        crop_px = crop_centre + 0.5 * CROP_HEIGHT * s * (points[:, :2] + [tx, ty])
-        image_px = np.linalg.solve(M[:, :2], (crop_px - M[:, 2]).T).T
-        return image_px
+        """CLIFF's crop camera as cam_crop2full models the crop: ``256 / b`` crop pixels per image pixel
+        about the box centre (the real crop window is this up to its rounding, < 1 image pixel)."""
+        return center + b / CROP_HEIGHT * 0.5 * CROP_HEIGHT * s * (points[:, :2] + [tx, ty])
 
     for pose_scale, tolerance in ((0.0, 4.0), (0.1, 12.0)):
         joints = _joints(smpl_body, pose_scale)
@@ -212,7 +210,7 @@ def test_crop_puts_the_box_in_the_middle_at_cliff_scale():
     (center,), (scale,) = boxes_to_center_scale([[x, y, w, h]])
     assert scale == pytest.approx(1.1 * h / 200)
     crop = crop_person(image, center, 200 * scale)
-    assert crop.shape == (CROP_HEIGHT, CROP_WIDTH, 3) and crop.dtype == np.uint8
+    assert crop.shape == (CROP_HEIGHT, CROP_WIDTH, 3) and crop.dtype == np.float32
     rows = np.flatnonzero(crop[:, CROP_WIDTH // 2, 0] > 127)
     cols = np.flatnonzero(crop[CROP_HEIGHT // 2, :, 0] > 127)
     assert len(rows) == pytest.approx(CROP_HEIGHT / 1.1, abs=2) and len(cols) == pytest.approx(w * CROP_HEIGHT / (1.1 * h), abs=2)
@@ -221,6 +219,63 @@ def test_crop_puts_the_box_in_the_middle_at_cliff_scale():
     (center,), (scale,) = boxes_to_center_scale([[0, 0, 60, 100]])
     corner = crop_person(np.full_like(image, 200), center, 200 * scale)
     assert corner[:5, :5].max() == 0 and corner[-5:, -5:].min() == 200
+
+
+def _coordinate_image(height=240, width=250):
+    """uint8 RGB image whose pixel (row y, column x) holds (x + 10, y + 10, 200): values name their source."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack([xx + 10, yy + 10, np.full_like(xx, 200)], axis=-1).astype(np.uint8)
+
+
+def test_crop_window_is_the_reference_integer_window():
+    """CLIFF (imutils.crop) cuts the window round(c -/+ (0.75 b, b)/2) and resizes it edge to edge."""
+    image = _coordinate_image()
+    # box (x, y, w, h) = (100.3, 50.8, 40, 160): c = (120.3, 130.8), tall, so b = 1.1 * 160 = 176 and
+    # the window is 132 x 176: x from round(54.3) = 54 to round(186.3) = 186, y from round(42.8) = 43 to round(218.8) = 219
+    (center,), (scale,) = boxes_to_center_scale([[100.3, 50.8, 40.0, 160.0]])
+    np.testing.assert_allclose(center, [120.3, 130.8], atol=1e-12)
+    assert 200 * scale == pytest.approx(176.0, abs=1e-9)
+    assert crop_window(center, 200 * scale).tolist() == [54, 43, 186, 219]
+    crop = crop_person(image, center, 200 * scale)
+    # the window is upsampled (132 -> 192, 176 -> 256): the crop's corners are exactly its corner pixels
+    np.testing.assert_array_equal(crop[0, 0], [54 + 10, 43 + 10, 200])
+    np.testing.assert_array_equal(crop[-1, -1], [185 + 10, 218 + 10, 200])
+    np.testing.assert_array_equal(crop[0, -1], [185 + 10, 43 + 10, 200])
+    # inside, crop pixel u samples x = 54 + (u + 0.5) * 132 / 192 - 0.5 (bilinear is exact on a linear ramp)
+    u = np.arange(2, CROP_WIDTH - 2)
+    np.testing.assert_allclose(crop[100, u, 0], 54 + (u + 0.5) * 132 / 192 - 0.5 + 10, atol=1e-3)
+    v = np.arange(2, CROP_HEIGHT - 2)
+    np.testing.assert_allclose(crop[v, 100, 1], 43 + (v + 0.5) * 176 / 256 - 0.5 + 10, atol=1e-3)
+    # so the box centre c is not the crop centre: the crop centre (95.5, 127.5) samples (119.5, 130.5)
+    np.testing.assert_allclose(crop[127:129, 95:97, :2].mean(axis=(0, 1)) - 10, [119.5, 130.5], atol=1e-3)
+    M = crop_matrix(center, 200 * scale)  # the same map as an affine image -> crop
+    np.testing.assert_allclose(M @ [54 + 0.5 * 132 / 192 - 0.5, 43 + 0.5 * 176 / 256 - 0.5, 1.0], [0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(M @ [119.5, 130.5, 1.0], [95.5, 127.5], atol=1e-9)
+    # an exact half rounds to even, as numpy's round in the reference: box (10, 10, 10, 5) has
+    # c = (15, 12.5), b = 1.1 * 10 * 256/192 = 14.67, window x from round(9.5) = 10 to round(20.5) = 20
+    (center,), (scale,) = boxes_to_center_scale([[10.0, 10.0, 10.0, 5.0]])
+    assert crop_window(center, 200 * scale).tolist() == [10, 5, 20, 20]
+
+
+def test_crop_window_outside_the_image_is_zero_padded():
+    image = _coordinate_image()
+    # box (2, 3, 50, 100): c = (27, 53), b = 110, window 82.5 x 110 ->
+    # x from round(-14.25) = -14 to round(68.25) = 68, y from round(-2) = -2 to round(108) = 108
+    (center,), (scale,) = boxes_to_center_scale([[2.0, 3.0, 50.0, 100.0]])
+    assert crop_window(center, 200 * scale).tolist() == [-14, -2, 68, 108]
+    crop = crop_person(image, center, 200 * scale)
+    np.testing.assert_array_equal(crop[0, 0], [0, 0, 0])
+    np.testing.assert_array_equal(crop[-1, -1], [67 + 10, 107 + 10, 200])
+    # crop column u samples window column (u + 0.5) * 82 / 192 - 0.5; window columns 0..13 are x = -14..-1 (padding)
+    window_x = (np.arange(CROP_WIDTH) + 0.5) * 82 / 192 - 0.5
+    window_y = (np.arange(CROP_HEIGHT) + 0.5) * 110 / 256 - 0.5
+    assert np.all(crop[:, window_x <= 13, 2] == 0)  # padding columns
+    assert np.all(crop[window_y <= 1, :, 2] == 0)  # padding rows (window rows 0, 1 are y = -2, -1)
+    assert np.all(crop[np.ix_(window_y >= 2, window_x >= 14)][..., 2] == 200)  # fully inside the image
+    # between the last padded and the first image column the crop blends 0 and the image linearly
+    blend = (window_x > 13) & (window_x < 14)
+    assert blend.any()
+    np.testing.assert_allclose(crop[200, blend, 2], 200 * (window_x[blend] - 13), atol=1e-3)
 
 
 # ---------------------------------------------------------------------------- estimator

@@ -7,8 +7,14 @@ import torch
 
 from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import open_dataset, read_pcd, write_pcd
-from smplify3d_core.eval.lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
+from smplify3d_core.eval.datasets import DatasetError, open_dataset, read_pcd, write_pcd
+from smplify3d_core.eval.lookalike import (
+    write_demo_lookalike,
+    write_humanm3_lookalike,
+    write_published_demo_lookalike,
+    write_sloper4d_lookalike,
+)
+from smplify3d_core.eval.scene_folder import SceneFolderError, camera_options
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import simulate_scene
 
@@ -98,6 +104,92 @@ def test_demo_reader_reads_scene_folders(tmp_path, smpl_body):
     assert [r.frame_id for r in refs] == ["000000", "000001"]
     frame, _ = reader.load_frame(refs[1])
     assert frame.truth and frame.persons[0].init is not None and len(frame.persons[0].points) > 0
+
+
+def _same_persons(frame, scene):
+    """The loaded persons are the simulator's (tracking ids 120 + 9 i), camera frame."""
+    assert [p.tracking_id for p in frame.persons] == [str(120 + 9 * i) for i in range(len(scene.frame.persons))]
+    for person, sim in zip(frame.persons, scene.frame.persons):
+        np.testing.assert_allclose(person.points, sim.points, atol=1e-9)
+        np.testing.assert_allclose(person.pose3d, sim.pose3d, atol=1e-9)
+        np.testing.assert_allclose(person.keypoints, sim.keypoints, atol=1e-9)
+        for key, value in sim.init.to_dict().items():  # the initial estimate, read from smpl_1913.json
+            np.testing.assert_allclose(person.init.to_dict()[key], value, atol=1e-12, err_msg=key)
+
+
+def test_demo_reader_reads_the_published_folder_with_a_given_camera(tmp_path, smpl_body):
+    root = write_published_demo_lookalike(tmp_path / "demo", smpl_body, persons=2, seed=3, camera_in_results=False)
+    assert sorted(p.name for p in root.iterdir()) == ["1656236223200001913.jpeg", "2d_keypoints.json", "data.pkl",
+                                                      "smpl_1913.json"]
+    scene = simulate_scene(smpl_body, persons=2, preset="humanm3", seed=3)
+    camera = scene.frame.camera
+    (ref,) = open_dataset("demo", root).frames()
+    assert (ref.sequence, ref.frame_id) == ("basketball1", "1913")
+    with pytest.raises(DatasetError, match=r"no camera.*--intrinsics FX FY CX CY.*--camera FILE"):
+        open_dataset("demo", root).load_frame(ref)
+    fx, fy, cx, cy = camera.fx, camera.fy, camera.K[0, 2], camera.K[1, 2]
+    research = tmp_path / "camera_research.json"
+    research.write_text(json.dumps({"camera_intrinsics": camera.K.tolist()}))
+    values = tmp_path / "camera_values.json"
+    values.write_text(json.dumps({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": camera.width, "height": camera.height}))
+    for options in (camera_options(intrinsics=(fx, fy, cx, cy)), camera_options(camera_file=research),
+                    camera_options(camera_file=values)):
+        reader = open_dataset("demo", root, camera=options)
+        frame, notes = reader.load_frame(ref, load_image=True)
+        assert not notes and frame.truth is None and reader.camera_name(ref) == "camera_1"
+        np.testing.assert_allclose(frame.camera.K, camera.K, atol=1e-12)
+        assert (frame.camera.width, frame.camera.height) == (camera.width, camera.height)  # from the image
+        assert frame.image.shape == (camera.height, camera.width, 3)
+        np.testing.assert_allclose(frame.T_cam_lidar, np.eye(4), atol=0)
+        _same_persons(frame, scene)
+    # a size that contradicts the image, both flags at once, a file without intrinsics: named
+    values.write_text(json.dumps({"fx": fx, "fy": fy, "cx": cx, "cy": cy, "width": 640, "height": 480}))
+    with pytest.raises(DatasetError, match="--camera .*camera_values.json says 640x480"):
+        open_dataset("demo", root, camera=camera_options(camera_file=values)).load_frame(ref, load_image=True)
+    with pytest.raises(ValueError, match="not both"):
+        camera_options(camera_file=research, intrinsics=(fx, fy, cx, cy))
+    values.write_text(json.dumps({"fx": fx, "fy": fy}))
+    with pytest.raises(SceneFolderError, match="cx, cy missing"):
+        camera_options(camera_file=values)
+    with pytest.raises(ValueError, match="--dataset demo only"):
+        open_dataset("humanm3", root, camera=camera_options(intrinsics=(fx, fy, cx, cy)))
+
+
+def test_demo_reader_published_folder_camera_from_results_extrinsic_and_init_order(tmp_path, smpl_body):
+    root = write_published_demo_lookalike(tmp_path / "demo", smpl_body, persons=2, seed=3, points_in_lidar_frame=True)
+    scene = simulate_scene(smpl_body, persons=2, preset="humanm3", seed=3)
+    T = scene.frame.T_cam_lidar
+    reader = open_dataset("demo", root)
+    (ref,) = reader.frames()
+    frame, _ = reader.load_frame(ref)  # the camera from smpl_1913.json's info.camera_intrinsics and image size
+    np.testing.assert_allclose(frame.camera.K, scene.frame.camera.K, atol=1e-12)
+    assert (frame.camera.width, frame.camera.height) == (scene.frame.camera.width, scene.frame.camera.height)
+    assert np.abs(frame.persons[0].points - scene.frame.persons[0].points).max() > 0.5  # still in the LiDAR frame
+    np.save(tmp_path / "T.npy", T)
+    np.savetxt(tmp_path / "T.txt", T)
+    (tmp_path / "T.json").write_text(json.dumps({"extrinsic": T.tolist()}))
+    for name in ("T.npy", "T.txt", "T.json"):
+        frame, _ = open_dataset("demo", root, camera=camera_options(extrinsic_file=tmp_path / name)).load_frame(ref)
+        np.testing.assert_allclose(frame.T_cam_lidar, T, atol=1e-12)
+        np.testing.assert_allclose(frame.camera.K, scene.frame.camera.K, atol=1e-12)
+        _same_persons(frame, scene)
+    (tmp_path / "bad.json").write_text(json.dumps({"extrinsic": (2 * T).tolist()}))
+    with pytest.raises(SceneFolderError, match="--extrinsic: .*bad.json is not a rigid transform"):
+        camera_options(extrinsic_file=tmp_path / "bad.json")
+    # this project's results layout (a list whose idx is the tracking id) reads the same
+    results = json.loads((root / "smpl_1913.json").read_text())
+    results["annotations"] = [dict(value, idx=tid) for tid, value in results["annotations"].items()]
+    (root / "smpl_1913.json").write_text(json.dumps(results))
+    options = camera_options(extrinsic_file=tmp_path / "T.npy")
+    frame, _ = open_dataset("demo", root, camera=options).load_frame(ref)
+    _same_persons(frame, scene)
+    # init_smpl.json comes first; the results file fills the persons it does not list
+    override = scene.frame.persons[0].init.to_dict()
+    override["transl"] = [0.0, 0.0, 5.0]
+    (root / "init_smpl.json").write_text(json.dumps({"persons": {"120": override}}))
+    frame, _ = open_dataset("demo", root, camera=options).load_frame(ref)
+    np.testing.assert_allclose(frame.persons[0].init.transl, [0.0, 0.0, 5.0], atol=0)
+    np.testing.assert_allclose(frame.persons[1].init.transl, scene.frame.persons[1].init.transl, atol=1e-12)
 
 
 def test_keypoint_prepass_writes_each_layout_and_resumes(tmp_path, smpl_body, body_loader, capsys):

@@ -10,7 +10,12 @@ from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.cli import main
 from smplify3d_core.eval.datasets import open_dataset, write_pcd
-from smplify3d_core.eval.lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
+from smplify3d_core.eval.lookalike import (
+    write_demo_lookalike,
+    write_humanm3_lookalike,
+    write_published_demo_lookalike,
+    write_sloper4d_lookalike,
+)
 from smplify3d_core.eval.metrics import evaluate_meshes, mpjpe, pa_mpjpe
 
 QUICK = "stage1: {iterations: 10}\nstage2: {iterations: 30}\nstage3: {iterations: 10}\n"
@@ -157,3 +162,48 @@ def test_eval_computes_missing_initial_estimates_with_cliff(tmp_path, smpl_body,
     assert main(base + ["--out", str(tmp_path / "b"), "--cliff", str(cliff)]) == 0
     cache = json.loads((tmp_path / "b" / "demo" / "frame_000000.json").read_text())
     assert np.isfinite(cache["persons"][0]["init_smpl"]["transl"]).all()
+
+
+def test_eval_and_fit_on_the_published_demo_folder(tmp_path, smpl_body, quick_config, capsys):
+    """The research repository's data/demo as published: no camera.json, smpl_<frame>.json as initial estimates."""
+    from smplify3d_core.sim.scene import simulate_scene
+
+    root = write_published_demo_lookalike(tmp_path / "demo", smpl_body, persons=1, seed=5, camera_in_results=False)
+    K = simulate_scene(smpl_body, persons=1, preset="humanm3", seed=5).frame.camera.K
+    intrinsics = [str(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
+    camera_file = tmp_path / "camera.json"
+    camera_file.write_text(json.dumps({"camera_intrinsics": K.tolist()}))
+    base = ["eval", "--dataset", "demo", "--data", str(root), "--config", str(quick_config), "--device", "cpu", "--no-progress"]
+    # no camera anywhere: reported, naming both flags; nothing evaluated
+    assert main(base + ["--out", str(tmp_path / "none")]) == 1
+    err = capsys.readouterr().err
+    assert "no camera" in err and "--intrinsics FX FY CX CY" in err and "--camera FILE" in err
+    summaries = []
+    for flags, out in ((["--intrinsics", *intrinsics], "a"), (["--camera", str(camera_file)], "b")):
+        assert main(base + ["--out", str(tmp_path / out), *flags]) == 0
+        summary = json.loads((tmp_path / out / "metrics.json").read_text())
+        assert summary["frames_evaluated"] == 1 and summary["combined"]["persons"] == 1
+        assert summary["truth"] == ["joints15"]  # data.pkl's pose3d: the published folder has no SMPL truth
+        assert summary["combined"]["fit"]["mpjpe_mm"] < summary["combined"]["init"]["mpjpe_mm"]
+        cache = json.loads((tmp_path / out / "basketball1" / "frame_1913.json").read_text())
+        assert [p["tracking_id"] for p in cache["persons"]] == ["120"]
+        summaries.append(summary["combined"])
+    assert summaries[0]["fit"]["mpjpe_mm"] == pytest.approx(summaries[1]["fit"]["mpjpe_mm"], abs=1e-6)
+    assert summaries[0]["init"]["mpjpe_mm"] == pytest.approx(summaries[1]["init"]["mpjpe_mm"], abs=1e-6)
+    capsys.readouterr()
+    # a rerun resumes from the cache only with the same camera
+    assert main(base + ["--out", str(tmp_path / "a"), "--intrinsics", *intrinsics]) == 0
+    assert "0 fitted now, 1 from the cache" in capsys.readouterr().out
+    other = [str(K[0, 0] * 1.05), str(K[1, 1] * 1.05), intrinsics[2], intrinsics[3]]
+    assert main(base + ["--out", str(tmp_path / "a"), "--intrinsics", *other]) == 0
+    assert "1 fitted now, 0 from the cache" in capsys.readouterr().out
+    # the same flags on `fit`; without a camera it stops with the same advice
+    assert main(["fit", "--data", str(root), "--out", str(tmp_path / "fit_none"), "--config", str(quick_config)]) == 2
+    err = capsys.readouterr().err
+    assert "--intrinsics FX FY CX CY" in err and "--camera FILE" in err
+    out = tmp_path / "fit"
+    assert main(["fit", "--data", str(root), "--out", str(out), "--config", str(quick_config), "--device", "cpu",
+                 "--intrinsics", *intrinsics]) == 0
+    result = json.loads((out / "smpl_1913.json").read_text())
+    assert [a["idx"] for a in result["annotations"]] == ["120"]
+    np.testing.assert_allclose(result["info"]["camera_intrinsics"], K, atol=1e-9)

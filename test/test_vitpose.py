@@ -322,6 +322,28 @@ def test_decode_recovers_subpixel_peaks():
     assert np.isfinite(decode_heatmaps(flat, centers[:1], scales[:1])).all()
 
 
+def test_decode_non_positive_maps_like_mmpose():
+    """mmpose's get_heatmap_maximum: a map with maximum <= 0 has location (-1, -1) and score = the maximum."""
+    rng = np.random.default_rng(4)
+    points = np.stack([rng.uniform(7, 40, (2, 17)), rng.uniform(7, 56, (2, 17))], axis=-1)
+    heatmaps = _gaussian_maps(points)
+    centers, scales = box_center_scale(np.array([[50.0, 40.0, 120.0, 260.0], [300.5, 100.2, 90.0, 180.0]]))
+    reference = _reference_decode(heatmaps, centers, scales)  # before emptying some maps
+    empty = {(0, 0): -0.2, (0, 5): 0.0, (1, 16): -1e-4}  # (person, keypoint): the map's maximum
+    for (i, j), peak in empty.items():
+        heatmaps[i, j] = peak - 0.3 * _gaussian_maps(points[i, j][None])[0]  # a dip below the maximum
+    decoded = decode_heatmaps(heatmaps, centers, scales)
+    assert np.isfinite(decoded).all()
+    for (i, j), peak in empty.items():
+        corner = centers[i] + scales[i] * (np.array([-1.0, -1.0]) / [HM_W - 1, HM_H - 1] - 0.5)
+        np.testing.assert_allclose(decoded[i, j, :2], corner, atol=1e-3)  # image pixels
+        assert decoded[i, j, 2] == pytest.approx(peak, abs=1e-7)
+    # the other maps decode as before (the refinement of one map never reads another)
+    mask = np.ones((2, 17), bool)
+    mask[tuple(np.array(list(empty)).T)] = False
+    np.testing.assert_allclose(decoded[mask], reference[mask], atol=2e-3)
+
+
 @pytest.mark.parametrize("flip_test", [False, True])
 def test_estimator_end_to_end_geometry(flip_test):
     """Dot at a known image location -> crop -> (stand-in) heatmaps -> flip test -> decode -> the dot."""

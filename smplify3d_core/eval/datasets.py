@@ -267,12 +267,17 @@ def box_from_joints(uv: np.ndarray, camera: PinholeCamera, enlarge_x: float = 0.
     return np.array([bx0, by0, bx1 - bx0, by1 - by0])
 
 
-def open_dataset(name: str, root, body_loader=None, sequences=None) -> DatasetReader:
+def open_dataset(name: str, root, body_loader=None, sequences=None, camera=None) -> DatasetReader:
     """A reader for ``name`` (humanm3, sloper4d, demo) over ``root``.
 
     body_loader: callable gender -> SMPLBody, needed by SLOPER4D for its SMPL ground truth.
     sequences: optional subset of sequence names.
+    camera: :class:`~smplify3d_core.eval.scene_folder.CameraOptions` (``--camera`` / ``--intrinsics`` /
+    ``--extrinsic``) for demo folders; HumanM3 and SLOPER4D read their own calibration and refuse it.
     """
+    if camera is not None and name != "demo":
+        raise ValueError(f"--camera / --intrinsics / --extrinsic apply to --dataset demo only; {name} reads the "
+                         "camera calibration shipped with the dataset")
     if name == "humanm3":
         from smplify3d_core.eval.humanm3 import HumanM3Reader
 
@@ -284,5 +289,5 @@ def open_dataset(name: str, root, body_loader=None, sequences=None) -> DatasetRe
     if name == "demo":
         from smplify3d_core.eval.demo_dataset import DemoReader
 
-        return DemoReader(root, sequences=sequences)
+        return DemoReader(root, sequences=sequences, camera=camera)
     raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")

@@ -163,7 +163,12 @@ def _setup_key(reader: DatasetReader, fitter) -> str:
     """Identifies what a cached frame was computed with (dataset kind, fit configuration, model)."""
     import hashlib
 
-    text = repr((reader.name, fitter.config, fitter.body.data.source, fitter.seed))
+    setup = (reader.name, fitter.config, fitter.body.data.source, fitter.seed)
+    camera = getattr(reader, "camera", None)  # demo folders: --camera / --intrinsics / --extrinsic change the frames
+    if camera is not None:
+        setup += tuple(None if m is None else np.asarray(m).tolist() for m in (camera.K, camera.T_cam_points)) + (
+            camera.width, camera.height)
+    text = repr(setup)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

@@ -7,12 +7,14 @@ estimates (``inits=True``) in the files the readers look for.
 """
 from __future__ import annotations
 
+import datetime
 import pickle
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
 from scipy.spatial.transform import Rotation
 
 from smplify3d_core.body.tables import body_tables
@@ -129,4 +131,80 @@ def write_demo_lookalike(root, body, frames: int = 2, persons: int = 2, seed: in
         scene = simulate_scene(body, persons=persons, preset=preset, seed=seed + f)
         scene.frame.sequence, scene.frame.frame_id = sequence, f"{f:06d}"
         write_scene_folder(scene.frame, root / f"frame_{f:06d}", camera_name=f"sim_{preset}", cloud_labels=scene.cloud_labels)
+    return root
+
+
+#: COCO-17 limbs as the research results file lists them in ``info.skeleton2d``.
+RESEARCH_SKELETON2D = ((0, 1), (1, 3), (0, 2), (2, 4), (5, 6), (5, 11), (11, 12), (12, 6), (5, 7), (7, 9), (6, 8),
+                       (8, 10), (11, 13), (13, 15), (12, 14), (14, 16))
+
+
+def write_published_demo_lookalike(root, body, persons: int = 2, seed: int = 0, sequence: str = "basketball1",
+                                   frame_id: str = "1913", preset: str = "humanm3", camera_in_results: bool = True,
+                                   points_in_lidar_frame: bool = False) -> Path:
+    """One folder laid out exactly as the research repository's ``data/demo`` is published.
+
+    ``<root>/`` gets ``data.pkl`` (list of {sequence, time = frame_id, tracking_id, pose3d (15, 3) m,
+    bbox2d_xywh [4 ints], human_points (N, 3) m, img_file}), ``2d_keypoints.json`` ({"camera":
+    "camera_1", <tracking_id>: 17 × [x, y, score, lidar_visibility]}), the image
+    ``<timestamp>.jpeg`` and ``smpl_<frame_id>.json`` — and nothing else: no camera.json, no
+    init_smpl.json, no SMPL ground truth (the truth is ``pose3d``). The results file has the
+    published layout: {info {sequence, date_created, skeleton2d, camera_intrinsics}, image {image_id
+    (int), file_name, width, height}, annotations {<tracking_id>: {idx (0, 1, ...: the index in the
+    research data loader), bbox, keypoints 17 × [x, y, score, score, lidar_visibility], hmr
+    {body_pose 69, betas 10, global_orient 3, global_t 3, joints3d 24 × 3}, reprojection_error,
+    chamfer_distance}}}; its ``hmr`` holds the simulator's image-only initial estimate (camera frame)
+    and the two scores are left at 0 (nothing reads them).
+
+    Tracking ids are ``120 + 9 i`` for the simulator's person i (strings, not equal to ``idx``).
+    camera_in_results: write the intrinsics into ``info.camera_intrinsics`` (else ``[]``, as the
+    research template leaves it when unknown: the camera must then come from ``--camera`` /
+    ``--intrinsics``). points_in_lidar_frame: write ``human_points`` and ``pose3d`` in the LiDAR frame
+    (``--extrinsic`` with the preset's T_cam_lidar brings them back). Returns ``root``.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    scene = simulate_scene(body, persons=persons, preset=preset, seed=seed)
+    frame = scene.frame
+    image_file = f"{1656236223200000000 + int(frame_id)}.jpeg"
+    _write_image(root / image_file, frame.image)
+    T_points = rigid_inverse(frame.T_cam_lidar) if points_in_lidar_frame else np.eye(4)
+    records, keypoints, annotations = [], {}, {}
+    for i, person in enumerate(frame.persons):
+        tid = str(120 + 9 * i)
+        records.append({
+            "sequence": sequence, "time": frame_id, "tracking_id": tid,
+            "pose3d": transform_points(T_points, person.pose3d),
+            "bbox2d_xywh": [int(round(v)) for v in person.bbox_xywh],
+            "human_points": transform_points(T_points, person.points),
+            "img_file": image_file,
+        })
+        keypoints[tid] = np.column_stack([person.keypoints, person.lidar_visibility])
+        init = person.init
+        with torch.no_grad():
+            joints = body(**{k: torch.as_tensor(np.asarray(v)[None], dtype=body.v_template.dtype, device=body.v_template.device)
+                             for k, v in (("global_orient", init.global_orient), ("body_pose", init.body_pose),
+                                          ("betas", init.betas), ("transl", init.transl))}).joints[0]
+        annotations[tid] = {
+            "idx": i,
+            "bbox": [float(v) for v in records[-1]["bbox2d_xywh"]],
+            "keypoints": np.column_stack([person.keypoints, person.keypoints[:, 2], person.lidar_visibility]).tolist(),
+            "hmr": {"body_pose": init.body_pose.tolist(), "betas": init.betas.tolist(),
+                    "global_orient": init.global_orient.tolist(), "global_t": init.transl.tolist(),
+                    "joints3d": joints.double().cpu().numpy().tolist()},
+            "reprojection_error": 0.0,
+            "chamfer_distance": 0.0,
+        }
+    with open(root / "data.pkl", "wb") as handle:
+        pickle.dump(records, handle, protocol=4)
+    write_json_atomic(root / "2d_keypoints.json", keypoints_payload("camera_1", keypoints))
+    write_json_atomic(root / f"smpl_{frame_id}.json", {
+        "info": {"sequence": sequence,
+                 "date_created": datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S"),
+                 "skeleton2d": [list(limb) for limb in RESEARCH_SKELETON2D],
+                 "camera_intrinsics": frame.camera.K.tolist() if camera_in_results else []},
+        "image": {"image_id": int(frame_id), "file_name": image_file, "width": frame.camera.width,
+                  "height": frame.camera.height},
+        "annotations": annotations,
+    })
     return root

@@ -8,8 +8,12 @@ they load with ``strict=True`` (:func:`load_cliff`).
 Pipeline for one person box (x, y, w, h) in an image of W x H pixels:
 
 1. centre ``c = (x + w/2, y + h/2)``, ``scale = 1.1 * max(w * 256/192, h) / 200`` and the crop
-   height in image pixels ``b = 200 * scale``; the crop covers ``0.75 b`` x ``b`` pixels around c,
-   resampled (bilinear, zero padding) to 192 x 256 (W x H), i.e. ``256 / b`` crop pixels per image pixel;
+   height in image pixels ``b = 200 * scale``; the crop is the integer pixel window
+   ``round(c - (0.75 b, b)/2) .. round(c + (0.75 b, b)/2)`` (end excluded, zero outside the image)
+   resized (``cv2.resize``, bilinear) to 192 x 256 (W x H), exactly as CLIFF's ``common/imutils.py``
+   ``crop`` does (:func:`crop_window`, :func:`crop_person`): about ``256 / b`` crop pixels per image
+   pixel, and the crop centre lands on about ``c - 0.5`` image pixels (the window's rounding and
+   pixel-edge resize), not on c;
 2. RGB / 255, ImageNet mean/std normalisation, (3, 256, 192);
 3. ``bbox_info = [2.8 (c_x - W/2) / f, 2.8 (c_y - H/2) / f, (b - 0.24 f) / (0.06 f)]`` with the
    virtual focal length ``f = sqrt(W^2 + H^2)`` pixels (principal point at the image centre);
@@ -211,41 +215,78 @@ def virtual_camera_matrix(width: int, height: int) -> np.ndarray:
 def boxes_to_center_scale(boxes_xywh, rescale: float = BOX_RESCALE):
     """Boxes (N, 4) ``x, y, w, h`` pixels -> centres (N, 2) pixels and CLIFF scales (N,).
 
-    ``scale = rescale * max(w * 256/192, h) / 200``; the crop height in image pixels is ``b = 200 scale``.
+    ``scale = max(w * (256/192), h) / 200 * rescale`` (CLIFF's ``bbox_from_detector``, in the same
+    floating-point order, so that ``b = 200 * scale`` and the crop window's rounding match it
+    bit for bit); the crop height in image pixels is ``b = 200 scale``.
     """
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     centers = boxes[:, :2] + boxes[:, 2:] / 2.0
-    size = np.maximum(boxes[:, 2] * CROP_HEIGHT / CROP_WIDTH, boxes[:, 3])
-    return centers, rescale * size / 200.0
+    size = np.maximum(boxes[:, 2] * (CROP_HEIGHT / float(CROP_WIDTH)), boxes[:, 3])
+    return centers, size / 200.0 * rescale
+
+
+def crop_window(center, box_size: float) -> np.ndarray:
+    """The integer source window of a CLIFF crop: ``(ul_x, ul_y, br_x, br_y)`` image pixels, int64.
+
+    The crop covers image pixel columns ``ul_x .. br_x - 1`` and rows ``ul_y .. br_y - 1`` (pixels
+    outside the image read as 0). center: (2,) box centre c, pixels; box_size: b = 200 * scale,
+    the crop height in image pixels (the window is ``0.75 b`` x ``b``).
+
+    As CLIFF/SPIN's ``imutils.crop``: the corners are the crop's corner points (0, 0) and
+    (192, 256) mapped back into the image through the inverse of the crop transform
+    (``x = c_x + (u - 96) * 0.75 b / 192``, ``y = c_y + (v - 128) * b / 256``), rounded half to
+    even (numpy's rounding), i.e. ``ul = round(c - (0.75 b, b) / 2)``, ``br = round(c + (0.75 b, b) / 2)``.
+    The transform is built and inverted in the same floating-point steps as the reference, so
+    values that are exactly halfway round the same way. A window narrower than one pixel (a box
+    under ~1.2 pixels, where the reference fails) is widened to one pixel.
+    """
+    h = float(box_size)
+    w = h / (CROP_HEIGHT / float(CROP_WIDTH))
+    cx, cy = float(center[0]), float(center[1])
+    forward = np.array([
+        [CROP_WIDTH / w, 0.0, CROP_WIDTH * (-cx / w + 0.5)],
+        [0.0, CROP_HEIGHT / h, CROP_HEIGHT * (-cy / h + 0.5)],
+        [0.0, 0.0, 1.0],
+    ])
+    inverse = np.linalg.inv(forward)
+    ul = np.rint(np.dot(inverse, np.array([0.0, 0.0, 1.0]))[:2]).astype(np.int64)
+    br = np.rint(np.dot(inverse, np.array([float(CROP_WIDTH), float(CROP_HEIGHT), 1.0]))[:2]).astype(np.int64)
+    br = np.maximum(br, ul + 1)
+    return np.concatenate([ul, br])
 
 
 def crop_matrix(center, box_size: float) -> np.ndarray:
-    """(2, 3) affine map image pixel -> crop pixel for a crop of height ``box_size`` (= b) pixels.
+    """(2, 3) affine map image pixel -> crop pixel of :func:`crop_person` (pixel centres at integers).
 
-    Uniform scale ``256 / b``; the box centre goes to the crop centre (95.5, 127.5) (pixel centres
-    at integer coordinates, as OpenCV).
+    The window ``ul .. br`` (:func:`crop_window`) is resized edge to edge onto 192 x 256, so
+    ``u = (x - ul_x + 0.5) * 192 / (br_x - ul_x) - 0.5`` and ``v = (y - ul_y + 0.5) * 256 / (br_y - ul_y) - 0.5``
+    (the two scales differ slightly when the rounded window is not exactly 3:4).
     """
-    a = CROP_HEIGHT / float(box_size)
-    cx, cy = float(center[0]), float(center[1])
-    return np.array(
-        [[a, 0.0, (CROP_WIDTH - 1) / 2.0 - a * cx], [0.0, a, (CROP_HEIGHT - 1) / 2.0 - a * cy]]
-    )
+    ul_x, ul_y, br_x, br_y = crop_window(center, box_size)
+    ax = CROP_WIDTH / float(br_x - ul_x)
+    ay = CROP_HEIGHT / float(br_y - ul_y)
+    return np.array([[ax, 0.0, ax * (0.5 - ul_x) - 0.5], [0.0, ay, ay * (0.5 - ul_y) - 0.5]])
 
 
 def crop_person(image_rgb: np.ndarray, center, box_size: float) -> np.ndarray:
-    """(256, 192, 3) uint8 crop (bilinear, black outside the image) of an (H, W, 3) uint8 image."""
-    return cv2.warpAffine(
-        image_rgb,
-        crop_matrix(center, box_size),
-        (CROP_WIDTH, CROP_HEIGHT),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
-    )
+    """CLIFF's crop of a person: (256, 192, 3) float32 RGB, values 0..255 (not rounded).
+
+    image_rgb: (H, W, 3) uint8 RGB; center: (2,) box centre, pixels; box_size: b = 200 * scale, pixels.
+    The window of :func:`crop_window` is cut out (zeros where it leaves the image) and resized to
+    192 x 256 with ``cv2.resize`` (bilinear) in float32, as the reference does.
+    """
+    ul_x, ul_y, br_x, br_y = (int(v) for v in crop_window(center, box_size))
+    height, width = image_rgb.shape[:2]
+    window = np.zeros((br_y - ul_y, br_x - ul_x, image_rgb.shape[2]), dtype=np.float32)
+    x0, x1 = max(0, ul_x), min(width, br_x)
+    y0, y1 = max(0, ul_y), min(height, br_y)
+    if x1 > x0 and y1 > y0:
+        window[y0 - ul_y:y1 - ul_y, x0 - ul_x:x1 - ul_x] = image_rgb[y0:y1, x0:x1]
+    return cv2.resize(window, (CROP_WIDTH, CROP_HEIGHT), interpolation=cv2.INTER_LINEAR)
 
 
 def normalize_crops(crops: np.ndarray) -> torch.Tensor:
-    """(N, 256, 192, 3) RGB uint8 crops -> (N, 3, 256, 192) float32: RGB/255, ImageNet mean/std."""
+    """(N, 256, 192, 3) RGB crops (uint8 or float 0..255) -> (N, 3, 256, 192) float32: RGB/255, ImageNet mean/std."""
     x = torch.as_tensor(np.ascontiguousarray(crops), dtype=torch.float32) / 255.0
     mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32)
     std = torch.tensor(IMAGENET_STD, dtype=torch.float32)
@@ -432,7 +473,7 @@ class CliffEstimator:
         centers, scales = boxes_to_center_scale(boxes)
         box_size = 200.0 * scales
         focal = estimate_focal_length(width, height)
-        crops = np.zeros((len(boxes), CROP_HEIGHT, CROP_WIDTH, 3), np.uint8)
+        crops = np.zeros((len(boxes), CROP_HEIGHT, CROP_WIDTH, 3), np.float32)
         for i, (center, size) in enumerate(zip(centers, box_size)):
             crops[i] = crop_person(image, center, size)
         crops_t = normalize_crops(crops)

@@ -13,7 +13,8 @@ shift -> ``UDPHeatmap.decode``), without mmpose:
   UDP, input pixel u <-> 191 - u and heatmap pixel p <-> 47 - p, so no shift) with left/right
   channels swapped (:data:`COCO17_FLIP_INDICES`) and averaged with the plain heatmaps;
 * decode (:func:`decode_heatmaps`): argmax, score = heatmap maximum, DARK-UDP Newton step on the
-  log of the blurred heatmap, back to the image with x = c + s (p / (47, 63) - 0.5).
+  log of the blurred heatmap, back to the image with x = c + s (p / (47, 63) - 0.5); a map with
+  maximum <= 0 gives p = (-1, -1) (mmpose's "no response" location) and its maximum as score.
 
 Coordinates are image pixels with the origin at the centre of the top-left pixel (the OpenCV /
 mmpose convention): keypoints (N, 17, 3) = [x, y, score].
@@ -119,6 +120,17 @@ def decode_heatmaps(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarra
     gradient and Hessian of log(clip(blur_11(map), 1e-3, 50)) (edge-padded; H + eps I), as mmpose's
     ``refine_keypoints_dark_udp``; a non-finite step is replaced by no step. Then
     x = c + s * (p / (W - 1, H - 1) - 0.5).
+
+    A map whose maximum is <= 0 (no response; also a NaN maximum) decodes as mmpose's
+    ``get_heatmap_maximum`` does: location p = (-1, -1) heatmap pixels and score = that maximum, then
+    the same transform back to the image, so the keypoint lands just outside the crop's top-left
+    corner, ``c - s * (0.5 + 1 / (W - 1, H - 1))``. No DARK step is applied to it. mmpose does apply
+    one at (-1, -1), but its flattened-index stencil then reads the padded border of the *previous*
+    channel (of the last channel for channel 0) instead of this map: the step is exactly zero when
+    those border values are flat (clipped to 1e-3, the usual case, where both decodes agree), an
+    arbitrary sub-pixel shift when the neighbour map responds at its bottom-right corner, and NaN
+    when this map's maximum is exactly 0 (its blur rescaling divides 0 by 0). Such keypoints carry a
+    score <= 0 and are never confident, so the fixed (-1, -1) is kept rather than that artefact.
     """
     heatmaps = np.asarray(heatmaps, dtype=np.float32)
     if heatmaps.ndim != 4:
@@ -159,7 +171,9 @@ def decode_heatmaps(heatmaps: np.ndarray, centers: np.ndarray, scales: np.ndarra
     bad = ~(np.isfinite(step_x) & np.isfinite(step_y))
     step_x[bad] = 0.0
     step_y[bad] = 0.0
-    points = np.stack([ix - step_x, iy - step_y], axis=1).reshape(n, k, 2)
+    points = np.stack([ix - step_x, iy - step_y], axis=1)
+    points[~(scores > 0)] = -1.0  # no response: mmpose's location (-1, -1), unrefined
+    points = points.reshape(n, k, 2)
 
     xy = centers + scales * (points / np.array([width - 1, height - 1], dtype=np.float64) - 0.5)
     return np.concatenate([xy, scores.reshape(n, k, 1).astype(np.float64)], axis=2).astype(np.float32)
