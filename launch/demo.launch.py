@@ -60,7 +60,7 @@ def _nodes(context, *args, **kwargs):
         output="screen",
         emulate_tty=True,
         parameters=[{
-            "preset": preset,
+            "sensor": preset,
             "rate": float(LaunchConfiguration("rate").perform(context)),
             "persons": int(LaunchConfiguration("persons").perform(context)),
             "seed": int(LaunchConfiguration("seed").perform(context)),

@@ -60,12 +60,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from smplify3d_core.eval.scene_folder import write_scene_folder
     from smplify3d_core.sim.scene import simulate_scene
 
-    body = _load_body(args.smpl, args.gender)
+    body = _load_body(args.smpl_model_path or None, args.gender)
     start = time.perf_counter()
-    scene = simulate_scene(body, persons=args.persons, preset=args.preset, seed=args.seed)
+    scene = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed)
     elapsed = time.perf_counter() - start
-    out = write_scene_folder(scene.frame, args.out, camera_name=f"sim_{args.preset}", cloud_labels=scene.cloud_labels)
-    print(f"simulated {len(scene.frame.persons)} persons ({args.preset} preset, seed {args.seed}) in {elapsed:.2f} s")
+    out = write_scene_folder(scene.frame, args.out, camera_name=f"sim_{args.sensor}", cloud_labels=scene.cloud_labels)
+    print(f"simulated {len(scene.frame.persons)} persons ({args.sensor} sensor preset, seed {args.seed}) in {elapsed:.2f} s")
     for person in scene.frame.persons:
         depth = scene.frame.truth[person.tracking_id].joints[0, 2]
         visible = int((person.keypoints[:, 2] >= 0.5).sum())
@@ -260,9 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="write a synthetic camera + LiDAR scene folder")
     p.add_argument("--out", required=True, type=Path, help="output scene folder")
     p.add_argument("--persons", type=int, default=4, help="number of people in the scene")
-    p.add_argument("--preset", default="humanm3", choices=("humanm3", "sloper4d"), help="sensor preset")
+    p.add_argument("--sensor", default="humanm3", choices=("humanm3", "sloper4d"), help="simulated sensor preset")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scene)")
-    p.add_argument("--smpl", default=None, help="SMPL model file or folder (default: the synthetic model)")
+    p.add_argument("--smpl-model-path", default="", help="SMPL model file or folder (default: the synthetic model)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.set_defaults(func=_cmd_simulate)
 

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--frames", type=int, default=10, help="frames to write (default 10)")
     rec.add_argument("--rate", type=float, default=2.0, help="frames per second of bag time (default 2)")
     rec.add_argument("--persons", type=int, default=3, help="persons per frame (default 3)")
-    rec.add_argument("--preset", choices=["humanm3", "sloper4d"], default="humanm3", help="sensor preset")
+    rec.add_argument("--sensor", choices=["humanm3", "sloper4d"], default="humanm3", help="simulated sensor preset")
     rec.add_argument("--seed", type=int, default=0, help="seed of the first scene (scene k uses seed + k)")
     rec.add_argument("--scenes", type=int, default=3,
                      help="distinct scenes cycled through, as the sim node does (default 3)")

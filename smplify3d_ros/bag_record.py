@@ -40,12 +40,12 @@ def record_sim(args) -> int:
         tf_connection = writer.add_connection(TF_STATIC, TF_TYPE, typestore=store,
                                               offered_qos_profiles=transient_local_qos())
         writer.set_custom_data("smplify3d.generator", json.dumps(
-            {"preset": args.preset, "persons": args.persons, "seed": args.seed, "scenes": args.scenes,
+            {"sensor": args.sensor, "persons": args.persons, "seed": args.seed, "scenes": args.scenes,
              "rate": args.rate, "camera_frame": args.camera_frame, "lidar_frame": args.lidar_frame}))
         for i in tqdm(range(args.frames), desc="simulating", unit="frame", disable=args.quiet):
             index = i % args.scenes
             if index not in scenes:
-                scenes[index] = simulate_scene(body, persons=args.persons, preset=args.preset, seed=args.seed + index)
+                scenes[index] = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed + index)
             frame = scenes[index].frame
             stamp_ns = start_ns + i * period_ns
             if i == 0:
@@ -55,6 +55,6 @@ def record_sim(args) -> int:
             messages = sim_frame_messages(frame, ns_to_stamp(stamp_ns), args.camera_frame, args.lidar_frame)
             for key, msg in messages.items():
                 writer.write(connections[key], stamp_ns, serialize_message(msg))
-    print(f"wrote {args.frames} simulated frames ({args.persons} persons, preset {args.preset}, {args.rate} Hz) "
+    print(f"wrote {args.frames} simulated frames ({args.persons} persons, sensor preset {args.sensor}, {args.rate} Hz) "
           f"to {out} ({args.storage})")
     return 0

@@ -108,7 +108,7 @@ def node_parameters(args) -> tuple[dict, dict]:
     from smplify3d_core.sim.presets import get_preset
 
     T = get_preset(args.preset).T_cam_lidar.reshape(-1).tolist()
-    sim = {"rate": args.rate, "persons": args.persons, "scenes": args.scenes, "seed": args.seed, "preset": args.preset}
+    sim = {"rate": args.rate, "persons": args.persons, "scenes": args.scenes, "seed": args.seed, "sensor": args.preset}
     node = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
             "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
             "publish_vertices": "true", "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]",

@@ -46,7 +46,7 @@ class SimulatedSensorNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("smplify3d_sim_node", **kwargs)
-        defaults = {"rate": 2.0, "persons": 3, "preset": "humanm3", "seed": 0, "scenes": 3,
+        defaults = {"rate": 2.0, "persons": 3, "sensor": "humanm3", "seed": 0, "scenes": 3,
                     "camera_frame": "camera_optical", "lidar_frame": "lidar"}
         for name, value in defaults.items():
             self.declare_parameter(name, value)
@@ -58,7 +58,7 @@ class SimulatedSensorNode(Node):
         from smplify3d_core.sim.scene import simulate_scene
 
         body = SMPLBody.from_path(default_body_model_dir())
-        self.scenes = [simulate_scene(body, persons=int(p["persons"]), preset=p["preset"], seed=int(p["seed"]) + i)
+        self.scenes = [simulate_scene(body, persons=int(p["persons"]), preset=p["sensor"], seed=int(p["seed"]) + i)
                        for i in range(int(p["scenes"]))]
         self.body = body
         from smplify3d_ros.msg import ObservationArray, SMPLArray
@@ -71,7 +71,7 @@ class SimulatedSensorNode(Node):
         self._publish_static_tf()
         self.index = 0
         self.create_timer(1.0 / float(p["rate"]), self._tick)
-        self.get_logger().info(f"publishing {len(self.scenes)} simulated {p['preset']} frames of {p['persons']} "
+        self.get_logger().info(f"publishing {len(self.scenes)} simulated {p['sensor']} frames of {p['persons']} "
                                f"persons at {p['rate']} Hz")
 
     def _publish_static_tf(self) -> None:

@@ -397,7 +397,7 @@ def test_demo_launch_description_resolves_the_preset_extrinsic(stub_launch):
 
     (sim_parameters,) = nodes["smplify3d_sim_node"].kwargs["parameters"]
     _check_parameter_types("smplify3d_sim_node", sim_parameters)
-    assert sim_parameters["preset"] == "humanm3"
+    assert sim_parameters["sensor"] == "humanm3"
 
     params_file, parameters = nodes["smplify3d_node"].kwargs["parameters"]
     assert _is_configuration(params_file, "params_file")
