@@ -6,7 +6,7 @@ extrinsics, outputs: the ROS side) and :class:`~smplify3d_core.pipeline_config.P
 a ``ParameterDescriptor`` (description, type, range or allowed values), so ``ros2 param
 describe /smplify3d_node <name>`` documents it; nested sections become dotted names
 (``proposals.cluster_distance``), which a params file writes nested. ``config/robot.yaml`` lists
-them all with their defaults.
+them all with their defaults. They are read-only: set them at start-up (params file, ``-p``).
 """
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def parameter_descriptor(spec: FieldSpec):
     types = {"bool": ParameterType.PARAMETER_BOOL, "int": ParameterType.PARAMETER_INTEGER,
              "float": ParameterType.PARAMETER_DOUBLE, "str": ParameterType.PARAMETER_STRING,
              "float_list": ParameterType.PARAMETER_DOUBLE_ARRAY}
-    descriptor = ParameterDescriptor(name=spec.name, type=types[spec.kind], description=spec.doc)
+    # read_only: the node builds its pipeline from the parameters at start-up; a later change would not apply
+    descriptor = ParameterDescriptor(name=spec.name, type=types[spec.kind], description=spec.doc, read_only=True)
     if spec.choices:
         descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
     if spec.kind == "int" and (spec.min is not None or spec.max is not None):

@@ -104,3 +104,47 @@ def test_missing_checkpoints_stop_the_node_with_an_actionable_error(ros_env, tmp
     process.wait(timeout=60)
     log = process.stdout.read()
     assert process.returncode == 1 and "observations_topic" in log
+
+
+def test_ros2_param_describe_documents_every_parameter(running_nodes, ros_env):
+    """The node's parameters carry their descriptions and ranges over the standard parameter services
+    (what `ros2 param describe /smplify3d_node NAME` shows); they are read-only once the node runs."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, ListParameters, SetParameters
+
+    from smplify3d_ros.params import parameter_specs
+
+    os.environ["ROS_DOMAIN_ID"] = ros_env["ROS_DOMAIN_ID"]
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        client_node = rclpy.create_node("describe_client", context=context)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(client_node)
+
+        def call(service_type, name, request):
+            client = client_node.create_client(service_type, f"{NODE}/{name}")
+            assert client.wait_for_service(timeout_sec=60.0), f"{NODE}/{name} is not offered"
+            future = client.call_async(request)
+            executor.spin_until_future_complete(future, timeout_sec=60.0)
+            assert future.done(), f"{name} did not answer"
+            return future.result()
+
+        listed = call(ListParameters, "list_parameters", ListParameters.Request()).result.names
+        assert {spec.name for spec in parameter_specs()} <= set(listed)
+        names = ["max_persons", "proposals.cluster_distance", "extrinsics_source"]
+        described = {d.name: d for d in call(DescribeParameters, "describe_parameters",
+                                             DescribeParameters.Request(names=names)).descriptors}
+        assert "nearest persons" in described["max_persons"].description
+        assert described["max_persons"].integer_range[0].from_value == 1
+        assert described["proposals.cluster_distance"].type == ParameterType.PARAMETER_DOUBLE
+        assert "static" in described["extrinsics_source"].additional_constraints
+        assert all(described[name].read_only for name in names)
+        change = Parameter(name="max_persons", value=ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=5))
+        answer = call(SetParameters, "set_parameters", SetParameters.Request(parameters=[change])).results[0]
+        assert not answer.successful and "read-only" in answer.reason
+        for process in running_nodes:
+            assert process.poll() is None, "a node exited"
+    finally:
+        rclpy.shutdown(context=context)
