@@ -10,7 +10,7 @@ from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.cli import main
 from smplify3d_core.eval.datasets import open_dataset, write_pcd
-from smplify3d_core.eval.lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
+from lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
 from smplify3d_core.eval.metrics import evaluate_meshes, mpjpe, pa_mpjpe
 
 QUICK = "stage1: {iterations: 10}\nstage2: {iterations: 30}\nstage3: {iterations: 10}\n"
