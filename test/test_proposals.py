@@ -35,7 +35,7 @@ from smplify3d_core.perception.proposals import (
     lidar_visibility_for_keypoints,
     propose_persons,
 )
-from smplify3d_core.sim.lidar import transform_points
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import PinholeCamera
 
 SEEDS = (0, 1, 2, 3, 4)

@@ -219,19 +219,6 @@ def write_pcd(path: Path, points: np.ndarray) -> Path:
 
 
 # ---------------------------------------------------------------------------- geometry helpers
-def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    return points @ np.asarray(T)[:3, :3].T + np.asarray(T)[:3, 3]
-
-
-def rigid_inverse(T: np.ndarray) -> np.ndarray:
-    T = np.asarray(T, dtype=np.float64)
-    out = np.eye(4)
-    out[:3, :3] = T[:3, :3].T
-    out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
-    return out
-
-
 def transform_smpl(params: SMPLParams, T: np.ndarray, body) -> SMPLParams:
     """SMPL parameters of the same body after the rigid motion ``T`` (4, 4) of its frame.
 

@@ -27,8 +27,9 @@ import numpy as np
 
 from smplify3d_core.eval.datasets import (
     DatasetError, DatasetReader, FrameRef, box_from_joints, image_size, keypoints_payload, parse_inits,
-    parse_keypoints, read_image_rgb, read_json, read_pcd, transform_points, write_json_atomic,
+    parse_keypoints, read_image_rgb, read_json, read_pcd, write_json_atomic,
 )
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera
 
 HUMANM3_SEQUENCES = {"basketball1": "camera_1", "basketball2": "camera_0", "intersection": "camera_3", "plaza": "camera_2"}

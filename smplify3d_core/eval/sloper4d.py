@@ -31,9 +31,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from smplify3d_core.eval.datasets import (
-    DatasetError, DatasetReader, FrameRef, image_size, read_image_rgb, read_json, rigid_inverse, transform_points,
-    transform_smpl, write_json_atomic,
+    DatasetError, DatasetReader, FrameRef, image_size, read_image_rgb, read_json, transform_smpl, write_json_atomic,
 )
+from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
 from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
