@@ -171,7 +171,7 @@ def _dataset_body_loader(smpl):
 
 
 def _cmd_keypoints(args: argparse.Namespace) -> int:
-    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.registry import open_dataset
     from smplify3d_core.eval.keypoint_prepass import run_keypoint_prepass
     from smplify3d_core.pipeline import load_front_ends
 
@@ -184,7 +184,7 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.registry import open_dataset
     from smplify3d_core.eval.evaluate import evaluate_dataset, format_summary
     from smplify3d_core.fit.config import load_fit_config
     from smplify3d_core.pipeline import build_fitter, load_front_ends

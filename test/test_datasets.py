@@ -7,7 +7,8 @@ import torch
 
 from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import open_dataset, read_pcd, write_pcd
+from smplify3d_core.eval.io import read_pcd, write_pcd
+from smplify3d_core.eval.registry import open_dataset
 from lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import simulate_scene

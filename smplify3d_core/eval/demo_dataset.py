@@ -14,7 +14,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader, FrameRef, keypoints_payload, write_json_atomic
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef
+from smplify3d_core.eval.io import DatasetError, keypoints_payload, write_json_atomic
 from smplify3d_core.eval.scene_folder import CAMERA_FILE, DATA_FILE, KEYPOINTS_FILE, SceneFolderError, read_camera_file, read_scene_folder
 
 

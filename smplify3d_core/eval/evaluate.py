@@ -28,8 +28,11 @@ import numpy as np
 import torch
 
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader, FrameRef, write_json_atomic
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef
+from smplify3d_core.eval.io import DatasetError, write_json_atomic
 from smplify3d_core.eval.metrics import auc, evaluate_meshes, mpjpe, pa_mpjpe, pck
+from smplify3d_core.outputs import smpl_result_json
+from smplify3d_core.pipeline import fill_missing_observations, fit_frame
 from smplify3d_core.types import FrameObservation, SMPLParams
 
 CACHE_VERSION = 1
@@ -110,9 +113,6 @@ def _cache_path(out: Path, ref: FrameRef) -> Path:
 def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path,
                    keypoints=None, initial_smpl=None, lidar_kernel_px: int = 50) -> dict:
     """Fit one frame and write its result files; returns the cache record. Raises DatasetError."""
-    from smplify3d_core.outputs import smpl_result_json
-    from smplify3d_core.pipeline import fill_missing_observations, fit_frame
-
     need_image = keypoints is not None or initial_smpl is not None
     frame, notes = reader.load_frame(ref, load_image=need_image, require_keypoints=keypoints is None)
     if need_image:

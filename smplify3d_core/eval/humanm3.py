@@ -25,9 +25,10 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import (
-    DatasetError, DatasetReader, FrameRef, box_from_joints, image_size, keypoints_payload, parse_inits,
-    parse_keypoints, read_image_rgb, read_json, read_pcd, write_json_atomic,
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef, box_from_joints
+from smplify3d_core.eval.io import (
+    DatasetError, image_size, keypoints_payload, parse_inits, parse_keypoints, read_image_rgb, read_json, read_pcd,
+    write_json_atomic,
 )
 from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera

@@ -19,7 +19,8 @@ from typing import Callable, List
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader
+from smplify3d_core.eval.datasets import DatasetReader
+from smplify3d_core.eval.io import DatasetError
 from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
 
 

@@ -30,9 +30,8 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from smplify3d_core.eval.datasets import (
-    DatasetError, DatasetReader, FrameRef, image_size, read_image_rgb, read_json, transform_smpl, write_json_atomic,
-)
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef, transform_smpl
+from smplify3d_core.eval.io import DatasetError, image_size, read_image_rgb, read_json, write_json_atomic
 from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
 from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
