@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
 
-    from smplify3d_core.bench import add_bench_parser
+    from smplify3d_core.bench.command import add_bench_parser
 
     add_bench_parser(sub)
     return parser
