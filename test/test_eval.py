@@ -12,7 +12,7 @@ from smplify3d_core.cli import main
 from smplify3d_core.eval.io import write_pcd
 from smplify3d_core.eval.registry import open_dataset
 from lookalike import write_demo_lookalike, write_humanm3_lookalike, write_sloper4d_lookalike
-from smplify3d_core.eval.metrics import evaluate_meshes, mpjpe, pa_mpjpe
+from smplify3d_core.eval.metrics import mpjpe, pa_mpjpe, score_against_truth
 
 QUICK = "stage1: {iterations: 10}\nstage2: {iterations: 30}\nstage3: {iterations: 10}\n"
 
@@ -114,7 +114,7 @@ def test_eval_smpl_truth_layouts_match_direct_metrics(tmp_path, dataset, quick_c
     for frame, annotation, _ in _saved_results(out, reader):
         truth = frame.truth[annotation["idx"]]
         v, j = _meshes(smpl_body, [annotation["hmr"]])
-        rows.append(evaluate_meshes(v, j, truth.vertices[None], truth.joints[None], smpl_body.faces))
+        rows.append(score_against_truth(v, j, truth.vertices[None], truth.joints[None], smpl_body.faces))
     assert len(rows) == combined["persons"] > 0
     for key in ("pve_mm", "mpjpe_mm", "pa_mpjpe_mm"):
         assert np.isclose(np.mean([r[key][0] for r in rows]), combined["fit"][key], atol=0.05), key

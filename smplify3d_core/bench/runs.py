@@ -92,17 +92,10 @@ def _fit_and_measure(frame, fitter, scene_id: str) -> dict:
     fit = fit_frame(frame, fitter)
     wall = time.perf_counter() - start
     metrics = frame_metrics(fit, fitter.body) or {"persons": []}
-    result, inputs = fit.result, fit.inputs
-    with torch.no_grad():
-        init_out = fitter.body(inputs.init_global_orient, inputs.init_body_pose, inputs.init_betas, inputs.init_transl)
-        init_pelvis = init_out.joints[:, 0].cpu().double().numpy()
-    index = {p.tracking_id: b for b, p in enumerate(frame.persons)}
+    persons = {p.tracking_id: p for p in frame.persons}
     rows = []
     for row in metrics["persons"]:
-        b = index[row["tracking_id"]]
-        person = frame.persons[b]
-        truth_pelvis = frame.truth[person.tracking_id].joints[0]
-        fit_pelvis = result.joints[b, 0].double().numpy()
+        person = persons[row["tracking_id"]]
         conf = person.keypoints[:, 2]
         rows.append({
             "scene": scene_id,
@@ -112,12 +105,12 @@ def _fit_and_measure(frame, fitter, scene_id: str) -> dict:
             "confident_keypoints": int((conf >= 0.6).sum()),
             "occluded_keypoints": int(((conf > 0) & (conf < 0.3)).sum()),
             "lidar_visible_keypoints": int((person.lidar_visibility >= 0.5).sum()),
-            "pelvis_error_init_mm": float(1000 * np.linalg.norm(init_pelvis[b] - truth_pelvis)),
-            "pelvis_error_fit_mm": float(1000 * np.linalg.norm(fit_pelvis - truth_pelvis)),
+            "pelvis_error_init_mm": row["pelvis_error_init_mm"],
+            "pelvis_error_fit_mm": row["pelvis_error_fit_mm"],
             **{f"{k}_{s}_mm": row[f"{k}_{s}_mm"] for k in METRIC_KEYS for s in ("init", "fit")},
             "flags": list(row["flags"]),
         })
-    return {"rows": rows, "wall_s": wall, "stages": dict(result.stage_seconds), "persons": len(frame.persons)}
+    return {"rows": rows, "wall_s": wall, "stages": dict(fit.result.stage_seconds), "persons": len(frame.persons)}
 
 
 # ---------------------------------------------------------------------------- parts

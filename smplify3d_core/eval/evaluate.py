@@ -30,7 +30,7 @@ import torch
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.eval.datasets import DatasetReader, FrameRef
 from smplify3d_core.eval.io import DatasetError, write_json_atomic
-from smplify3d_core.eval.metrics import auc, evaluate_meshes, mpjpe, pa_mpjpe, pck
+from smplify3d_core.eval.metrics import auc, mpjpe, pa_mpjpe, pck, score_against_truth
 from smplify3d_core.outputs import smpl_result_json
 from smplify3d_core.pipeline import fill_missing_observations, fit_frame
 from smplify3d_core.types import FrameObservation, SMPLParams
@@ -55,7 +55,7 @@ def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObserva
         person = persons.get(tid)
         v, j = vertices[b:b + 1].astype(np.float64), joints[b:b + 1].astype(np.float64)
         if truth is not None and truth.vertices.shape == v.shape[1:]:
-            full = evaluate_meshes(v, j, truth.vertices[None], truth.joints[None], body.faces)
+            full = score_against_truth(v, j, truth.vertices[None], truth.joints[None], body.faces)
             row = {"truth": "smpl", **{k: float(full[k][0]) for k in ("pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm")}}
             row["pck50"], row["auc_0_200"] = float(full["pck50"][0]), float(full["auc_0_200"][0])
         elif person is not None and person.pose3d is not None:
