@@ -220,10 +220,6 @@ class MaxMixturePosePrior(torch.nn.Module):
         return cls(gmm["means"], gmm["covars"], gmm["weights"], dtype=dtype)
 
     @property
-    def num_components(self) -> int:
-        return int(self.means.shape[0])
-
-    @property
     def dim(self) -> int:
         return int(self.means.shape[1])
 

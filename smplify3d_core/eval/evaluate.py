@@ -36,7 +36,6 @@ from smplify3d_core.pipeline import fill_missing_observations, fit_frame
 from smplify3d_core.types import FrameObservation, SMPLParams
 
 CACHE_VERSION = 1
-MAIN_METRICS = {"joints15": ("mpjpe_mm", "pa_mpjpe_mm"), "smpl": ("pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm")}
 
 
 def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObservation, tracking_ids: List[str],

@@ -37,7 +37,6 @@ from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
 SLOPER4D_INTRINSICS = (599.628, 599.466, 971.613, 540.258)  # fx, fy, cx, cy
-SLOPER4D_IMAGE_SIZE = (1920, 1080)
 MIN_LIDAR_VISIBLE_KEYPOINTS = 10
 SUBJECT_ID = "second_person"
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
-import numpy as np
 import torch
 
 from smplify3d_core.body.model import SMPLBody
@@ -28,8 +26,6 @@ from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
 from smplify3d_core.geometry.nearest import BatchedKDTree, chamfer_distance
-
-PARAM_NAMES = ("global_orient", "body_pose", "betas", "transl")
 
 
 @dataclass
