@@ -18,7 +18,11 @@ _COCO_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 1
 
 
 def smpl_result_json(fit: FrameFit) -> dict:
-    """The research code's ``smpl_<frame>.json`` content (DESIGN §9)."""
+    """The research code's ``smpl_<frame>.json`` content: {info {sequence, date_created, skeleton2d,
+    camera_intrinsics}, image {image_id, file_name, width, height}, annotations [{idx, bbox,
+    keypoints 17×5, hmr {body_pose 69, betas 10, global_orient 3, global_t 3, joints3d 24×3},
+    reprojection_error (px), chamfer_distance (m²)}]}, plus this project's per-person lidar_points,
+    visible_parts, flags and valid."""
     frame, result = fit.frame, fit.result
     annotations = []
     for b, person in enumerate(frame.persons):

@@ -1,7 +1,7 @@
 """Robust penalty and body priors of SMPLify / SMPLify-3D (torch, batched over persons).
 
 All priors return the *unweighted* per-person value, shape ``(B,)``. The optimizer applies
-the squared weights of DESIGN §3 itself (``w_pose**2 * pose_prior(...)``,
+the squared weights of the research code itself (``w_pose**2 * pose_prior(...)``,
 ``w_angle**2 * angle_prior(...)``, ``w_shape**2 * shape_prior(...)``).
 
 Everything is device- and dtype-agnostic: tensors stay on the device/dtype of the input;

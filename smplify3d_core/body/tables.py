@@ -43,7 +43,7 @@ BODY_PARTS = (
     "l_upper_arm", "l_lower_arm", "l_hand", "belly", "hips", "r_upper_leg", "r_lower_leg",
     "r_foot", "l_upper_leg", "l_lower_leg", "l_foot",
 )
-# COCO-17 keypoints that must all be visible for a part to count as visible (DESIGN §3).
+# COCO-17 keypoints that must all be visible for a part to count as visible (the research method's table).
 PART_KEYPOINTS = {
     "head": (1, 2), "chest": (5, 6), "r_shoulder": (6,), "r_upper_arm": (6, 8), "r_lower_arm": (8, 10),
     "r_hand": (10,), "l_shoulder": (5,), "l_upper_arm": (5, 7), "l_lower_arm": (7, 9), "l_hand": (9,),

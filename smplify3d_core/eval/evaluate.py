@@ -7,7 +7,7 @@ metrics); a rerun skips frames whose cache file exists, so an interrupted run re
 end ``metrics.json`` (per sequence and combined, initial beside fitted) and
 ``per_frame_metrics.png`` are written.
 
-Metrics (DESIGN §8), per person, then averaged over persons:
+Metrics (mm unless noted), per person, then averaged over persons:
 
 * HumanM3-style truth (15 joints): the 15 joints are regressed from the fitted mesh with the
   humanm3 regressor; MPJPE (pelvis-aligned) and PA-MPJPE in mm;

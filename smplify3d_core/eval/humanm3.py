@@ -1,4 +1,4 @@
-"""HumanM3 reader (DESIGN §9).
+"""HumanM3 reader: the dataset's test sequences, as the research code reads them.
 
 Layout, per test sequence ``<root>/test/<seq>/`` (``<root>`` may also be the ``test`` folder itself):
 

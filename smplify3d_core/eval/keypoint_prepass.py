@@ -2,7 +2,8 @@
 
 For every frame the persons' boxes come from the dataset (HumanM3: enlarged box of the projected
 GT joints; SLOPER4D: the labels' bbox; demo: bbox2d_xywh), ViTPose runs on the image, the LiDAR
-visibility of each keypoint is read from the person's projected points (DESIGN §3) and the result
+visibility of each keypoint is read from the person's projected points (a dilated hit mask, see
+:mod:`smplify3d_core.geometry.visibility`) and the result
 is written in the dataset's layout:
 
 * HumanM3: ``<seq>/pose2d/<frame>.json``;

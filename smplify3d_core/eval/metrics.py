@@ -1,6 +1,6 @@
 """Mesh and joint error metrics (numpy, pure functions).
 
-Conventions (DESIGN §8):
+Conventions (those of the HumanM3 / SLOPER4D / 3DPW evaluations):
 
 * Inputs are batched: joints ``(B, J, 3)``, vertices ``(B, V, 3)``, in any consistent
   length unit (the functions return errors in the *input* unit) except where a
@@ -194,7 +194,7 @@ def pve(pred_verts, target_verts, pred_root=None, target_root=None) -> np.ndarra
         pred_verts: (B, V, 3) predicted mesh vertices.
         target_verts: (B, V, 3) ground-truth vertices (same topology).
         pred_root, target_root: (B, 3) root (pelvis joint) positions subtracted from each mesh
-            before comparing (DESIGN §8: PVE is pelvis-aligned). Give both or neither; with
+            before comparing (PVE is reported pelvis-aligned). Give both or neither; with
             neither, no alignment is done.
 
     Returns:

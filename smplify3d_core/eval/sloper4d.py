@@ -1,4 +1,5 @@
-"""SLOPER4D reader (DESIGN §9).
+"""SLOPER4D reader: the dataset's sequences, as the research code reads them (with the labels'
+gender for the SMPL ground truth, where the research code always used the neutral model).
 
 Layout, per sequence ``<root>/<seq>/`` (``<root>`` may also be one sequence folder):
 

@@ -1,4 +1,5 @@
-"""The three-stage SMPLify-3D optimizer (DESIGN §3), all persons of a frame in one batch.
+"""The three-stage SMPLify-3D optimizer (the research method, with its known slips fixed), all
+persons of a frame in one batch.
 
 Stages (Adam, lr from the config, betas (0.9, 0.999)):
   1. scale — betas; hip-aligned reprojection + shape prior.
