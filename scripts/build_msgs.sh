@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the ROS 2 interfaces in msg/ (smplify3d_ros/msg/SMPL, SMPLArray) against the ROS 2
-# wheels in .venv and installs the generated code into that venv (DESIGN.md §6). Called by
-# scripts/setup.sh; safe to run again (e.g. after editing msg/*.msg).
+# wheels in .venv (the ROS 2 Kilted wheels from PyPI; no ROS install needed) and installs the
+# generated code into that venv. Called by scripts/setup.sh; safe to run again (e.g. after
+# editing msg/*.msg).
 #
 #   1. Rewrites the wheels' exported CMake files, which point at the wheel builder's Python
 #      (/opt/python/cp3XX-cp3XX/...), to this venv's Python and NumPy include dirs (idempotent).

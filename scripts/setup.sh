@@ -32,7 +32,7 @@ PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c cons
 echo "[setup] installing torch (pinned) and the project into .venv"
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" -e ".[test]"
-# ROS 2 Kilted from PyPI wheels (DESIGN §6): rclpy with Fast DDS, the message packages the node
+# ROS 2 Kilted from PyPI wheels (no ROS apt repository is needed): rclpy with Fast DDS, the message packages the node
 # uses, and the build tools for the interfaces in msg/ (every version pinned in constraints.txt).
 echo "[setup] installing the ROS 2 wheels into .venv"
 ROS_RUNTIME=("ros-rclpy[fastrtps]" ros-sensor-msgs ros-visualization-msgs ros-geometry-msgs

@@ -175,7 +175,7 @@ def _dataset_body_loader(smpl_model_path: str):
 
 
 def _cmd_keypoints(args: argparse.Namespace) -> int:
-    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.registry import open_dataset
     from smplify3d_core.eval.keypoint_prepass import run_keypoint_prepass
     from smplify3d_core.models import load_front_ends
 
@@ -192,7 +192,7 @@ def _cmd_keypoints(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from smplify3d_core.eval.datasets import open_dataset
+    from smplify3d_core.eval.registry import open_dataset
     from smplify3d_core.eval.evaluate import evaluate_dataset, format_summary
     from smplify3d_core.fit.config import load_fit_config
     from smplify3d_core.models import build_fitter, load_front_ends
@@ -206,8 +206,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                           seed=config.seed)
     front_ends = load_front_ends(config)
     out = args.out or Path(args.data) / f"eval_{args.dataset}"
-    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, keypoints=front_ends.keypoints,
-                              initial_smpl=front_ends.initial_smpl, progress=not args.no_progress,
+    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, front_ends=front_ends, config=config,
+                              progress=not args.no_progress,
                               log=lambda message: print(message, file=sys.stderr), max_frames=args.max_frames)
     summary = report.summary
     print(f"evaluated {summary['frames_evaluated']}/{summary['frames_listed']} frames "
@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))
     p.set_defaults(func=_cmd_eval)
 
-    from smplify3d_core.bench import add_bench_parser
+    from smplify3d_core.bench.command import add_bench_parser
 
     add_bench_parser(sub)
     return parser

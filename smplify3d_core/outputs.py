@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from smplify3d_core.eval.metrics import evaluate_meshes
+from smplify3d_core.eval.metrics import score_against_truth
 from smplify3d_core.pipeline import FrameFit
 from smplify3d_core.sim.render import PERSON_PALETTE, render_scene
 
@@ -18,7 +18,11 @@ _COCO_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 1
 
 
 def smpl_result_json(fit: FrameFit) -> dict:
-    """The research code's ``smpl_<frame>.json`` content (DESIGN §9)."""
+    """The research code's ``smpl_<frame>.json`` content: {info {sequence, date_created, skeleton2d,
+    camera_intrinsics}, image {image_id, file_name, width, height}, annotations [{idx, bbox,
+    keypoints 17×5, hmr {body_pose 69, betas 10, global_orient 3, global_t 3, joints3d 24×3},
+    reprojection_error (px), chamfer_distance (m²)}]}, plus this project's per-person lidar_points,
+    visible_parts, flags and valid."""
     frame, result = fit.frame, fit.result
     annotations = []
     for b, person in enumerate(frame.persons):
@@ -115,9 +119,14 @@ def draw_overlay(fit: FrameFit, faces: np.ndarray, alpha: float = 0.6) -> np.nda
 
 @torch.no_grad()
 def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
-    """Per-person metrics (mm) of the initial estimate and of the fit against ground truth.
+    """Per-person errors of the initial estimate and of the fit against the frame's ground truth.
 
-    Returns None when the frame has no ground truth. Persons without truth or not valid are left out.
+    Returns None when the frame has no ground truth, else {"persons": rows}; persons without truth
+    or not valid are left out. A row holds tracking_id, lidar_points, depth_m (true pelvis depth,
+    m), flags, and each key of :func:`~smplify3d_core.eval.metrics.score_against_truth` for the
+    initial estimate and the fit: ``<metric>_init_mm`` / ``<metric>_fit_mm`` for the errors in mm
+    (pve, pa_pve, mpjpe, pa_mpjpe, pelvis_error), ``<metric>_init`` / ``<metric>_fit`` for
+    pck50, auc_0_200 and mpere.
     """
     frame, result, inputs = fit.frame, fit.result, fit.inputs
     if not frame.truth:
@@ -130,8 +139,10 @@ def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
         if truth is None or truth.vertices.shape[0] != result.vertices.shape[1] or not bool(result.valid[b]):
             continue
         gt_v, gt_j = truth.vertices[None], truth.joints[None]
-        fitted = evaluate_meshes(result.vertices[b:b + 1].double().numpy(), result.joints[b:b + 1].double().numpy(), gt_v, gt_j, faces)
-        initial = evaluate_meshes(init.vertices[b:b + 1].double().cpu().numpy(), init.joints[b:b + 1].double().cpu().numpy(), gt_v, gt_j, faces)
+        fitted = score_against_truth(result.vertices[b:b + 1].double().numpy(), result.joints[b:b + 1].double().numpy(),
+                                     gt_v, gt_j, faces)
+        initial = score_against_truth(init.vertices[b:b + 1].double().cpu().numpy(),
+                                      init.joints[b:b + 1].double().cpu().numpy(), gt_v, gt_j, faces)
         rows.append({
             "tracking_id": person.tracking_id,
             "lidar_points": int(result.lidar_point_count[b]),

@@ -7,7 +7,7 @@ unless the field name says otherwise (``*_lidar``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np

@@ -10,7 +10,7 @@ import threading
 import time
 
 
-from smplify3d_ros.bag_io import (BagToolError, TF_STATIC, message_class, open_reader, topics_of)
+from smplify3d_ros.bag_io import (BagToolError, describe_topics, TF_STATIC, message_class, open_reader, topics_of)
 from smplify3d_ros.stamps import ns_to_stamp
 
 

@@ -130,7 +130,7 @@ class BagRecorder:
             if not path.is_dir() or (any(path.iterdir()) and not (path / "metadata.yaml").exists()):
                 raise DemoError(f"{path} exists and is not a rosbag2 folder: choose another --out")
             shutil.rmtree(path)  # a bag of an earlier demo run
-        from smplify3d_ros.bag import make_typestore
+        from smplify3d_ros.bag_io import make_typestore
 
         store = make_typestore()
         self.writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from smplify3d_core.bench import VARIANTS, add_point_noise, make_variants, subsample_points
+from smplify3d_core.bench.perturb import add_point_noise, subsample_points
+from smplify3d_core.bench.runs import VARIANTS, make_variants
 
 
 def _finite_numbers(obj, path="report"):

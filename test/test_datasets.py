@@ -7,8 +7,9 @@ import torch
 
 from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import DatasetError, open_dataset, read_pcd, write_pcd
-from smplify3d_core.eval.lookalike import (
+from smplify3d_core.eval.io import DatasetError, read_pcd, write_pcd
+from smplify3d_core.eval.registry import open_dataset
+from lookalike import (
     write_demo_lookalike,
     write_humanm3_lookalike,
     write_published_demo_lookalike,
@@ -205,7 +206,7 @@ def test_keypoint_prepass_writes_each_layout_and_resumes(tmp_path, smpl_body, bo
     demo = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=1, persons=1)
     (demo / "frame_000000" / "2d_keypoints.json").unlink()
     for name, root in (("humanm3", hm3), ("sloper4d", slo), ("demo", demo)):
-        args = ["keypoints", "--dataset", name, "--data", str(root), "--vitpose", str(checkpoint), "--no-flip", "--device", "cpu"]
+        args = ["keypoints", "--dataset", name, "--data", str(root), "--vitpose-checkpoint", str(checkpoint), "--no-flip-test", "--device", "cpu"]
         assert main(args) == 0
         first = capsys.readouterr().out
         assert main(args) == 0

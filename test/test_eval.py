@@ -9,14 +9,15 @@ import torch
 from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.cli import main
-from smplify3d_core.eval.datasets import open_dataset, write_pcd
-from smplify3d_core.eval.lookalike import (
+from smplify3d_core.eval.io import write_pcd
+from smplify3d_core.eval.registry import open_dataset
+from lookalike import (
     write_demo_lookalike,
     write_humanm3_lookalike,
     write_published_demo_lookalike,
     write_sloper4d_lookalike,
 )
-from smplify3d_core.eval.metrics import evaluate_meshes, mpjpe, pa_mpjpe
+from smplify3d_core.eval.metrics import mpjpe, pa_mpjpe, score_against_truth
 
 QUICK = "stage1: {iterations: 10}\nstage2: {iterations: 30}\nstage3: {iterations: 10}\n"
 
@@ -63,7 +64,7 @@ def _saved_results(out, reader):
 
 def test_eval_humanm3_layout_improves_and_matches_direct_metrics(tmp_path, humanm3_root, quick_config, smpl_body, capsys):
     out = tmp_path / "out"
-    args = ["eval", "--dataset", "humanm3", "--data", str(humanm3_root), "--config", str(quick_config),
+    args = ["eval", "--dataset", "humanm3", "--data", str(humanm3_root), "--preset", str(quick_config),
             "--out", str(out), "--device", "cpu", "--no-progress", "--pck"]
     assert main(args) == 0
     text = capsys.readouterr()
@@ -109,7 +110,7 @@ def test_eval_smpl_truth_layouts_match_direct_metrics(tmp_path, dataset, quick_c
         root = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=2, persons=2, seed=4)
         loader = None
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", dataset, "--data", str(root), "--config", str(quick_config), "--out", str(out),
+    assert main(["eval", "--dataset", dataset, "--data", str(root), "--preset", str(quick_config), "--out", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
     combined = json.loads((out / "metrics.json").read_text())["combined"]
     assert {"pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm"} <= set(combined["fit"]) and "pck50" not in combined["fit"]
@@ -118,7 +119,7 @@ def test_eval_smpl_truth_layouts_match_direct_metrics(tmp_path, dataset, quick_c
     for frame, annotation, _ in _saved_results(out, reader):
         truth = frame.truth[annotation["idx"]]
         v, j = _meshes(smpl_body, [annotation["hmr"]])
-        rows.append(evaluate_meshes(v, j, truth.vertices[None], truth.joints[None], smpl_body.faces))
+        rows.append(score_against_truth(v, j, truth.vertices[None], truth.joints[None], smpl_body.faces))
     assert len(rows) == combined["persons"] > 0
     for key in ("pve_mm", "mpjpe_mm", "pa_mpjpe_mm"):
         assert np.isclose(np.mean([r[key][0] for r in rows]), combined["fit"][key], atol=0.05), key
@@ -136,7 +137,7 @@ def test_eval_bad_inputs_are_named_and_the_rest_is_evaluated(tmp_path, humanm3_r
     (seq / "pose_calib" / "000000.json").write_text(json.dumps(poses))
     next((root / "test" / "plaza" / "images" / "camera_2").glob("*.jpg")).unlink()       # image/pose count mismatch
     out = tmp_path / "out"
-    assert main(["eval", "--dataset", "humanm3", "--data", str(root), "--config", str(quick_config), "--out", str(out),
+    assert main(["eval", "--dataset", "humanm3", "--data", str(root), "--preset", str(quick_config), "--out", str(out),
                  "--device", "cpu", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "000001.pcd has no points" in err
@@ -156,10 +157,10 @@ def test_eval_computes_missing_initial_estimates_with_cliff(tmp_path, smpl_body,
     torch.save({"model": {f"module.{k}": v for k, v in CLIFF("res50").state_dict().items()}}, cliff)
     root = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=1, persons=1, seed=2)
     (root / "frame_000000" / "init_smpl.json").unlink()
-    base = ["eval", "--dataset", "demo", "--data", str(root), "--config", str(quick_config), "--device", "cpu", "--no-progress"]
+    base = ["eval", "--dataset", "demo", "--data", str(root), "--preset", str(quick_config), "--device", "cpu", "--no-progress"]
     assert main(base + ["--out", str(tmp_path / "a")]) == 1  # nothing to start from: reported, no metrics
     assert "no initial estimate" in capsys.readouterr().err
-    assert main(base + ["--out", str(tmp_path / "b"), "--cliff", str(cliff)]) == 0
+    assert main(base + ["--out", str(tmp_path / "b"), "--cliff-checkpoint", str(cliff)]) == 0
     cache = json.loads((tmp_path / "b" / "demo" / "frame_000000.json").read_text())
     assert np.isfinite(cache["persons"][0]["init_smpl"]["transl"]).all()
 
@@ -173,7 +174,7 @@ def test_eval_and_fit_on_the_published_demo_folder(tmp_path, smpl_body, quick_co
     intrinsics = [str(v) for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
     camera_file = tmp_path / "camera.json"
     camera_file.write_text(json.dumps({"camera_intrinsics": K.tolist()}))
-    base = ["eval", "--dataset", "demo", "--data", str(root), "--config", str(quick_config), "--device", "cpu", "--no-progress"]
+    base = ["eval", "--dataset", "demo", "--data", str(root), "--preset", str(quick_config), "--device", "cpu", "--no-progress"]
     # no camera anywhere: reported, naming both flags; nothing evaluated
     assert main(base + ["--out", str(tmp_path / "none")]) == 1
     err = capsys.readouterr().err
@@ -198,11 +199,11 @@ def test_eval_and_fit_on_the_published_demo_folder(tmp_path, smpl_body, quick_co
     assert main(base + ["--out", str(tmp_path / "a"), "--intrinsics", *other]) == 0
     assert "1 fitted now, 0 from the cache" in capsys.readouterr().out
     # the same flags on `fit`; without a camera it stops with the same advice
-    assert main(["fit", "--data", str(root), "--out", str(tmp_path / "fit_none"), "--config", str(quick_config)]) == 2
+    assert main(["fit", "--data", str(root), "--out", str(tmp_path / "fit_none"), "--preset", str(quick_config)]) == 2
     err = capsys.readouterr().err
     assert "--intrinsics FX FY CX CY" in err and "--camera FILE" in err
     out = tmp_path / "fit"
-    assert main(["fit", "--data", str(root), "--out", str(out), "--config", str(quick_config), "--device", "cpu",
+    assert main(["fit", "--data", str(root), "--out", str(out), "--preset", str(quick_config), "--device", "cpu",
                  "--intrinsics", *intrinsics]) == 0
     result = json.loads((out / "smpl_1913.json").read_text())
     assert [a["idx"] for a in result["annotations"]] == ["120"]

@@ -16,7 +16,8 @@ from smplify3d_core.body.tables import BODY_PARTS, body_tables
 from smplify3d_core.fit.config import FitConfig
 from smplify3d_core.fit.icp import rigid_icp
 from smplify3d_core.fit.inputs import FitInputs
-from smplify3d_core.pipeline import build_fitter, fit_frame
+from smplify3d_core.models import build_fitter
+from smplify3d_core.pipeline import fit_frame
 from smplify3d_core.sim.scene import PersonPlacement, simulate_scene
 from smplify3d_core.types import PersonObservation, SMPLParams
 

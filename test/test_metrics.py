@@ -153,27 +153,50 @@ def test_mpere():
         M.mpere(verts, verts, np.array([[0, 1, 9]]))
 
 
-def test_evaluate_meshes_units_and_keys():
+def test_score_against_truth_units_and_keys():
     rng = np.random.default_rng(1)
     verts, faces = _tetra()
     gt_v = np.repeat(verts, 2, axis=0)
     gt_j = rng.normal(size=(2, 3, 3))
     pred_v = gt_v + 0.01  # 1 cm translation
     pred_j = gt_j + 0.01
-    out = M.evaluate_meshes(pred_v, pred_j, gt_v, gt_j, faces=faces)
-    assert set(out) == {"mpjpe_mm", "pa_mpjpe_mm", "pve_mm", "pa_pve_mm", "pck50", "auc_0_200", "mpere"}
+    out = M.score_against_truth(pred_v, pred_j, gt_v, gt_j, faces=faces)
+    assert set(out) == {"mpjpe_mm", "pa_mpjpe_mm", "pelvis_error_mm", "pve_mm", "pa_pve_mm", "pck50", "auc_0_200",
+                        "mpere"}
     for v in out.values():
         assert v.shape == (2,)
+    # a translation: nothing after aligning the pelvises, the full 1 cm offset in the pelvis error
     np.testing.assert_allclose(out["mpjpe_mm"], 0.0, atol=1e-9)
     np.testing.assert_allclose(out["pve_mm"], 0.0, atol=1e-9)
+    np.testing.assert_allclose(out["mpere"], 0.0, atol=1e-12)
     np.testing.assert_allclose(out["pck50"], 1.0)
-    out2 = M.evaluate_meshes(pred_v, pred_j, gt_v, gt_j, root_index=None)
-    assert "mpere" not in out2
-    np.testing.assert_allclose(out2["mpjpe_mm"], 10 * np.sqrt(3), rtol=1e-9)
-    np.testing.assert_allclose(out2["pve_mm"], 10 * np.sqrt(3), rtol=1e-9)
-    summary = M.summarize(out2)
-    assert summary["mpjpe_mm"] == pytest.approx(10 * np.sqrt(3))
-    assert isinstance(summary["pck50"], float)
+    np.testing.assert_allclose(out["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9)
+    # without vertices: the joint metrics only, the same values
+    joints_only = M.score_against_truth(None, pred_j, None, gt_j)
+    assert set(joints_only) == {"mpjpe_mm", "pa_mpjpe_mm", "pelvis_error_mm", "pck50", "auc_0_200"}
+    for key, value in joints_only.items():
+        np.testing.assert_allclose(value, out[key], atol=1e-12)
+    # another root joint: the pelvis error is read there, MPJPE aligned there
+    bent = pred_j.copy()
+    bent[:, 0] += np.array([0.0, 0.1, 0.0])  # move joint 0 by 10 cm
+    moved_root = M.score_against_truth(None, bent, None, gt_j, root_index=1)
+    np.testing.assert_allclose(moved_root["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9)
+    np.testing.assert_allclose(moved_root["mpjpe_mm"], 100.0 / 3, rtol=1e-9)
+
+
+def test_score_against_truth_matches_the_single_metrics():
+    rng = np.random.default_rng(5)
+    verts, faces = _tetra()
+    gt_v = np.repeat(verts, 3, axis=0) + rng.normal(0, 0.01, size=(3, 4, 3))
+    gt_j = rng.normal(size=(3, 6, 3))
+    pred_v, pred_j = gt_v + rng.normal(0, 0.02, size=gt_v.shape), gt_j + rng.normal(0, 0.03, size=gt_j.shape)
+    out = M.score_against_truth(pred_v, pred_j, gt_v, gt_j, faces)
+    np.testing.assert_allclose(out["mpjpe_mm"], 1000 * M.mpjpe(pred_j, gt_j, 0), rtol=1e-12)
+    np.testing.assert_allclose(out["pa_mpjpe_mm"], 1000 * M.pa_mpjpe(pred_j, gt_j), rtol=1e-12)
+    np.testing.assert_allclose(out["pve_mm"], 1000 * M.pve(pred_v, gt_v, pred_j[:, 0], gt_j[:, 0]), rtol=1e-12)
+    np.testing.assert_allclose(out["pelvis_error_mm"], 1000 * np.linalg.norm(pred_j[:, 0] - gt_j[:, 0], axis=1),
+                               rtol=1e-12)
+    np.testing.assert_allclose(out["mpere"], M.mpere(pred_v, gt_v, faces), rtol=1e-12)
 
 
 def test_bad_shapes_and_nan():
@@ -190,7 +213,9 @@ def test_bad_shapes_and_nan():
         M.mpjpe(a, bad)
     with pytest.raises(ValueError, match="pred_verts"):
         M.pve(bad, a)
-    with pytest.raises(ValueError, match="gt_joints"):
-        M.evaluate_meshes(a, a, a, bad)
-    with pytest.raises(ValueError, match="x"):
-        M.summarize({"x": np.array([])})
+    with pytest.raises(ValueError, match="truth_joints"):
+        M.score_against_truth(a, a, a, bad)
+    with pytest.raises(ValueError, match="truth_vertices"):
+        M.score_against_truth(a, a, None, a)
+    with pytest.raises(ValueError, match="root_index"):
+        M.score_against_truth(None, a, None, a, root_index=5)

@@ -23,19 +23,18 @@ from smplify3d_core.geometry.clustering import (
     euclidean_clusters,
     fit_ground_plane,
     merge_stacked_clusters,
-    remove_ground,
     voxel_downsample,
 )
 from smplify3d_core.geometry.visibility import keypoint_lidar_visibility
-from smplify3d_core.perception.proposals import (
-    ProposalConfig,
+from smplify3d_core.perception.crops import (
     boxes_from_detector,
     crop_person_points,
     crop_persons_points,
     lidar_visibility_for_keypoints,
-    propose_persons,
 )
-from smplify3d_core.sim.lidar import transform_points
+from smplify3d_core.perception.proposal_config import ProposalConfig
+from smplify3d_core.perception.proposals import propose_persons
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import PinholeCamera
 
 SEEDS = (0, 1, 2, 3, 4)
@@ -249,8 +248,7 @@ def test_empty_and_nan_clouds():
         assert crop_persons_points(cloud, np.array([box, box]), camera)[0].dtype == np.int64
     assert len(euclidean_clusters(np.zeros((0, 3)))) == 0
     assert fit_ground_plane(np.zeros((0, 3))) is None
-    keep, plane = remove_ground(np.full((5, 3), np.nan))
-    assert not keep.any() and plane is None
+    assert fit_ground_plane(np.full((5, 3), np.nan)) is None
     assert cluster_statistics(np.zeros((0, 3)), np.zeros(0, dtype=int)) == []
 
 

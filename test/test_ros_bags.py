@@ -94,7 +94,7 @@ def test_record_sim_writes_readable_mcap_and_sqlite3_bags(bags, smpl_body):
     from sensor_msgs.msg import Image
 
     from smplify3d_core.sim.scene import simulate_scene
-    from smplify3d_ros.bag import _transforms_from_tf, lookup_transform, make_typestore
+    from smplify3d_ros.bag_io import lookup_transform, make_typestore, transforms_from_tf
     from smplify3d_ros.conversions import image_to_rgb8
 
     for storage, frames in (("mcap", FRAMES), ("sqlite3", 2)):
@@ -125,7 +125,7 @@ def test_record_sim_writes_readable_mcap_and_sqlite3_bags(bags, smpl_body):
     np.testing.assert_array_equal(image_to_rgb8(deserialize_message(raw2, Image)), scene.frame.image)
 
     _, _, tf_raw = _messages(bags["mcap"], "/tf_static")[0]
-    T = lookup_transform(_transforms_from_tf(make_typestore(), tf_raw), "camera_optical", "lidar")
+    T = lookup_transform(transforms_from_tf(make_typestore(), tf_raw), "camera_optical", "lidar")
     np.testing.assert_allclose(T, get_preset("humanm3").T_cam_lidar, atol=1e-9)
 
 
@@ -160,12 +160,12 @@ def test_process_writes_accurate_smpl_results(bags, processed):
 def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed, env):
     from rosgraph_msgs.msg import Clock
 
-    from smplify3d_ros.bag import _transforms_from_tf, lookup_transform, make_typestore
+    from smplify3d_ros.bag_io import lookup_transform, make_typestore, transforms_from_tf
     from smplify3d_ros.msg import SMPLArray
 
     offline, _, _ = processed
     _, _, tf_raw = _messages(bags["mcap"], "/tf_static")[0]
-    T = lookup_transform(_transforms_from_tf(make_typestore(), tf_raw), "camera_optical", "lidar")
+    T = lookup_transform(transforms_from_tf(make_typestore(), tf_raw), "camera_optical", "lidar")
     params = {
         "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
         "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
@@ -267,7 +267,7 @@ def test_process_reports_bad_input(tmp_path, env):
     from rosbags.rosbag2 import StoragePlugin, Writer
     from sensor_msgs.msg import CameraInfo
 
-    from smplify3d_ros.bag import make_typestore
+    from smplify3d_ros.bag_io import make_typestore
 
     bag = tmp_path / "no_image"
     with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as writer:

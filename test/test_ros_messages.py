@@ -23,7 +23,8 @@ from smplify3d_ros.smpl_messages import (  # noqa: E402
 )
 
 from smplify3d_core.fit.config import FitConfig  # noqa: E402
-from smplify3d_core.pipeline import build_fitter, fit_frame  # noqa: E402
+from smplify3d_core.models import build_fitter  # noqa: E402
+from smplify3d_core.pipeline import fit_frame  # noqa: E402
 from smplify3d_core.sim.scene import simulate_scene  # noqa: E402
 
 TRACK_IDS = [7, 42]

@@ -91,7 +91,7 @@ def test_intrinsics_must_be_3x3(tmp_path, scene_dir):
 
 def test_fit_command_writes_results(tmp_path, scene_dir, capsys):
     out = tmp_path / "fit"
-    assert main(["fit", "--data", str(scene_dir), "--out", str(out), "--config", "humanm3"]) == 0
+    assert main(["fit", "--data", str(scene_dir), "--out", str(out), "--preset", "humanm3"]) == 0
     names = {p.name for p in out.iterdir()}
     frame = read_scene_folder(scene_dir, load_image=False)
     assert f"smpl_{frame.frame_id}.json" in names and f"overlay_{frame.frame_id}.png" in names
@@ -118,5 +118,5 @@ def test_demo_reports_before_and_after(tmp_path, capsys):
 def test_unknown_config_key_is_rejected(tmp_path, scene_dir, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("stage2:\n  pointcloud_wieght: 3\n")
-    assert main(["fit", "--data", str(scene_dir), "--config", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["fit", "--data", str(scene_dir), "--preset", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "pointcloud_wieght" in capsys.readouterr().err

@@ -11,8 +11,9 @@ import torch
 from smplify3d_core.body.default_model import default_body_model_dir
 from smplify3d_core.body.model import SMPLBody
 from smplify3d_core.body.tables import body_tables
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.geometry.visibility import keypoint_lidar_visibility
-from smplify3d_core.sim.lidar import BACKGROUND_LABEL, GROUND_LABEL, lidar_ray_directions, transform_points
+from smplify3d_core.sim.lidar import BACKGROUND_LABEL, GROUND_LABEL, lidar_ray_directions
 from smplify3d_core.sim.poses import POSE_NAMES, mirror_pose, named_pose, pose_corpus, sample_pose
 from smplify3d_core.sim.presets import PRESETS, get_preset
 from smplify3d_core.sim.scene import PersonPlacement, orientation_facing, simulate_scene

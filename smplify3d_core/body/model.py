@@ -7,7 +7,6 @@ real and synthetic model files. Device-agnostic: move it with ``.to(device)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Robust penalty and body priors of SMPLify / SMPLify-3D (torch, batched over persons).
 
 All priors return the *unweighted* per-person value, shape ``(B,)``. The optimizer applies
-the squared weights of DESIGN §3 itself (``w_pose**2 * pose_prior(...)``,
+the squared weights of the research code itself (``w_pose**2 * pose_prior(...)``,
 ``w_angle**2 * angle_prior(...)``, ``w_shape**2 * shape_prior(...)``).
 
 Everything is device- and dtype-agnostic: tensors stay on the device/dtype of the input;
@@ -218,10 +218,6 @@ class MaxMixturePosePrior(torch.nn.Module):
         """Build from a gmm_08.pkl-layout pickle (see :func:`load_gmm_pickle` for errors)."""
         gmm = load_gmm_pickle(path)
         return cls(gmm["means"], gmm["covars"], gmm["weights"], dtype=dtype)
-
-    @property
-    def num_components(self) -> int:
-        return int(self.means.shape[0])
 
     @property
     def dim(self) -> int:

@@ -30,7 +30,6 @@ COCO17_SOURCES = (
     ("joint", 16), ("joint", 17), ("joint", 18), ("joint", 19), ("joint", 20), ("joint", 21),
     ("joint", 1), ("joint", 2), ("joint", 4), ("joint", 5), ("joint", 7), ("joint", 8),
 )
-COCO17_FLIP = (0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15)
 
 HUMANM3_JOINT_NAMES = (
     "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
@@ -44,7 +43,7 @@ BODY_PARTS = (
     "l_upper_arm", "l_lower_arm", "l_hand", "belly", "hips", "r_upper_leg", "r_lower_leg",
     "r_foot", "l_upper_leg", "l_lower_leg", "l_foot",
 )
-# COCO-17 keypoints that must all be visible for a part to count as visible (DESIGN §3).
+# COCO-17 keypoints that must all be visible for a part to count as visible (the research method's table).
 PART_KEYPOINTS = {
     "head": (1, 2), "chest": (5, 6), "r_shoulder": (6,), "r_upper_arm": (6, 8), "r_lower_arm": (8, 10),
     "r_hand": (10,), "l_shoulder": (5,), "l_upper_arm": (5, 7), "l_lower_arm": (7, 9), "l_hand": (9,),

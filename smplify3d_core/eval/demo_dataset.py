@@ -21,7 +21,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader, FrameRef, keypoints_payload, read_json, write_json_atomic
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef
+from smplify3d_core.eval.io import DatasetError, keypoints_payload, read_json, write_json_atomic
 from smplify3d_core.eval.scene_folder import (
     CAMERA_FILE,
     DATA_FILE,

@@ -7,7 +7,7 @@ metrics); a rerun skips frames whose cache file exists, so an interrupted run re
 end ``metrics.json`` (per sequence and combined, initial beside fitted) and
 ``per_frame_metrics.png`` are written.
 
-Metrics (DESIGN §8), per person, then averaged over persons:
+Metrics (mm unless noted), per person, then averaged over persons:
 
 * HumanM3-style truth (15 joints): the 15 joints are regressed from the fitted mesh with the
   humanm3 regressor; MPJPE (pelvis-aligned) and PA-MPJPE in mm;
@@ -28,12 +28,17 @@ import numpy as np
 import torch
 
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader, FrameRef, write_json_atomic
-from smplify3d_core.eval.metrics import auc, evaluate_meshes, mpjpe, pa_mpjpe, pck
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef
+from smplify3d_core.eval.io import DatasetError, write_json_atomic
+from smplify3d_core.eval.metrics import auc, mpjpe, pa_mpjpe, pck, score_against_truth
+from smplify3d_core.outputs import smpl_result_json
+from smplify3d_core.models import FrontEnds
+from smplify3d_core.observe import complete_persons
+from smplify3d_core.pipeline import fit_frame
+from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.types import FrameObservation, SMPLParams
 
 CACHE_VERSION = 1
-MAIN_METRICS = {"joints15": ("mpjpe_mm", "pa_mpjpe_mm"), "smpl": ("pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm")}
 
 
 def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObservation, tracking_ids: List[str],
@@ -52,7 +57,7 @@ def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObserva
         person = persons.get(tid)
         v, j = vertices[b:b + 1].astype(np.float64), joints[b:b + 1].astype(np.float64)
         if truth is not None and truth.vertices.shape == v.shape[1:]:
-            full = evaluate_meshes(v, j, truth.vertices[None], truth.joints[None], body.faces)
+            full = score_against_truth(v, j, truth.vertices[None], truth.joints[None], body.faces)
             row = {"truth": "smpl", **{k: float(full[k][0]) for k in ("pve_mm", "mpere", "mpjpe_mm", "pa_mpjpe_mm")}}
             row["pck50"], row["auc_0_200"] = float(full["pck50"][0]), float(full["auc_0_200"][0])
         elif person is not None and person.pose3d is not None:
@@ -107,26 +112,23 @@ def _cache_path(out: Path, ref: FrameRef) -> Path:
     return out / ref.sequence / f"frame_{ref.frame_id}.json"
 
 
-def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path,
-                   keypoints=None, initial_smpl=None, lidar_kernel_px: int = 50) -> dict:
-    """Fit one frame and write its result files; returns the cache record. Raises DatasetError."""
-    from smplify3d_core.outputs import smpl_result_json
-    from smplify3d_core.pipeline import fill_missing_observations, fit_frame
+def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path, front_ends: Optional[FrontEnds] = None,
+                   config: Optional[PipelineConfig] = None) -> dict:
+    """Fit one frame and write its result files; returns the cache record. Raises DatasetError.
 
-    need_image = keypoints is not None or initial_smpl is not None
-    frame, notes = reader.load_frame(ref, load_image=need_image, require_keypoints=keypoints is None)
-    if need_image:
-        fill_missing_observations(frame, keypoints, initial_smpl, lidar_kernel_px)
-    kept = []
-    for person in frame.persons:
-        if person.init is None:
-            notes.append(f"frame {ref.key}: person {person.tracking_id!r} has no initial estimate (init_smpl file or "
-                         "--cliff CHECKPOINT); skipped")
-        elif not np.any(person.keypoints[:, 2] > 0):
-            notes.append(f"frame {ref.key}: person {person.tracking_id!r} has no 2D keypoints "
-                         f"({reader.keypoint_file(ref)}; run `smplify3d keypoints`); skipped")
-        else:
-            kept.append(person)
+    front_ends: ViTPose / CLIFF for the persons the dataset has no keypoints / initial estimate for
+    (the frame path's completion step, with ``config``'s ``min_keypoint_score`` and ``lidar_kernel_px``).
+    """
+    front_ends = front_ends or FrontEnds()
+    config = config or PipelineConfig()
+    need_image = front_ends.keypoints is not None or front_ends.initial_smpl is not None
+    frame, notes = reader.load_frame(ref, load_image=need_image, require_keypoints=front_ends.keypoints is None)
+    kept, dropped = complete_persons(frame.persons, frame.image, frame.camera, config, front_ends)
+    hints = {"keypoints": f" ({reader.keypoint_file(ref)}; run `smplify3d keypoints`)",
+             "initial estimate": " (init_smpl file or --cliff-checkpoint FILE)"}
+    for who, why in dropped:
+        hint = next((text for key, text in hints.items() if key in why), "")
+        notes.append(f"frame {ref.key}: person {who!r}: {why}{hint}; skipped")
     frame.persons = kept
     if not kept:
         raise DatasetError(f"frame {ref.key}: no person to fit" + (f" ({'; '.join(notes)})" if notes else ""))
@@ -181,8 +183,9 @@ def _load_cache(path: Path, setup: str) -> Optional[dict]:
     return record if record.get("version") == CACHE_VERSION and record.get("setup") == setup else None
 
 
-def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = False, keypoints=None,
-                     initial_smpl=None, progress: bool = True, log: Callable[[str], None] = print,
+def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = False,
+                     front_ends: Optional[FrontEnds] = None, config: Optional[PipelineConfig] = None,
+                     progress: bool = True, log: Callable[[str], None] = print,
                      max_frames: Optional[int] = None) -> EvalReport:
     """Evaluate every frame of ``reader`` (resuming from cached frames) and write the summary files."""
     from tqdm import tqdm
@@ -206,7 +209,7 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
             cached += 1
         else:
             try:
-                record = evaluate_frame(reader, ref, fitter, out, keypoints, initial_smpl)
+                record = evaluate_frame(reader, ref, fitter, out, front_ends, config)
                 fitted += 1
             except (DatasetError, ValueError, FileNotFoundError) as error:
                 issues.append(str(error))

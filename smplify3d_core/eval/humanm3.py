@@ -1,4 +1,4 @@
-"""HumanM3 reader (DESIGN §9).
+"""HumanM3 reader: the dataset's test sequences, as the research code reads them.
 
 Layout, per test sequence ``<root>/test/<seq>/`` (``<root>`` may also be the ``test`` folder itself):
 
@@ -25,10 +25,12 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import (
-    DatasetError, DatasetReader, FrameRef, box_from_joints, image_size, keypoints_payload, parse_inits,
-    parse_keypoints, read_image_rgb, read_json, read_pcd, transform_points, write_json_atomic,
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef, box_from_joints
+from smplify3d_core.eval.io import (
+    DatasetError, image_size, keypoints_payload, parse_inits, parse_keypoints, read_image_rgb, read_json, read_pcd,
+    write_json_atomic,
 )
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera
 
 HUMANM3_SEQUENCES = {"basketball1": "camera_1", "basketball2": "camera_0", "intersection": "camera_3", "plaza": "camera_2"}

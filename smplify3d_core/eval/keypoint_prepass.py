@@ -2,7 +2,8 @@
 
 For every frame the persons' boxes come from the dataset (HumanM3: enlarged box of the projected
 GT joints; SLOPER4D: the labels' bbox; demo: bbox2d_xywh), ViTPose runs on the image, the LiDAR
-visibility of each keypoint is read from the person's projected points (DESIGN §3) and the result
+visibility of each keypoint is read from the person's projected points (a dilated hit mask, see
+:mod:`smplify3d_core.geometry.visibility`) and the result
 is written in the dataset's layout:
 
 * HumanM3: ``<seq>/pose2d/<frame>.json``;
@@ -19,8 +20,9 @@ from typing import Callable, List
 
 import numpy as np
 
-from smplify3d_core.eval.datasets import DatasetError, DatasetReader
-from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
+from smplify3d_core.eval.datasets import DatasetReader
+from smplify3d_core.eval.io import DatasetError
+from smplify3d_core.perception.crops import lidar_visibility_for_keypoints
 
 
 @dataclass

@@ -1,16 +1,16 @@
 """Mesh and joint error metrics (numpy, pure functions).
 
-Conventions (DESIGN §8):
+Conventions (those of the HumanM3 / SLOPER4D / 3DPW evaluations):
 
 * Inputs are batched: joints ``(B, J, 3)``, vertices ``(B, V, 3)``, in any consistent
   length unit (the functions return errors in the *input* unit) except where a
   threshold has a unit (``pck``/``auc`` thresholds are in the input unit too, and their
-  defaults assume metres). :func:`evaluate_meshes` takes metres and reports millimetres.
+  defaults assume metres). :func:`score_against_truth` takes metres and reports millimetres.
 * MPJPE and PVE are root-aligned: the root joint (SMPL pelvis, index 0, by default) of
   each skeleton is subtracted before comparing. PA-* metrics use a per-sample similarity
   Procrustes alignment (rotation, isotropic scale, translation) of the prediction onto
   the target.
-* Every per-sample metric returns an array of shape ``(B,)``; :func:`summarize` averages.
+* Every per-sample metric returns an array of shape ``(B,)``.
 * Inputs may be numpy arrays, nested sequences or (CPU) torch tensors. Non-finite values
   (NaN or inf) raise a ``ValueError`` that names the offending argument.
 """
@@ -34,8 +34,7 @@ __all__ = [
     "auc",
     "mesh_edges",
     "mpere",
-    "summarize",
-    "evaluate_meshes",
+    "score_against_truth",
 ]
 
 
@@ -195,7 +194,7 @@ def pve(pred_verts, target_verts, pred_root=None, target_root=None) -> np.ndarra
         pred_verts: (B, V, 3) predicted mesh vertices.
         target_verts: (B, V, 3) ground-truth vertices (same topology).
         pred_root, target_root: (B, 3) root (pelvis joint) positions subtracted from each mesh
-            before comparing (DESIGN §8: PVE is pelvis-aligned). Give both or neither; with
+            before comparing (PVE is reported pelvis-aligned). Give both or neither; with
             neither, no alignment is done.
 
     Returns:
@@ -332,67 +331,57 @@ def mpere(pred_verts, target_verts, faces) -> np.ndarray:
     return np.mean(np.abs(len_p - len_t) / len_t, axis=-1)
 
 
-# --------------------------------------------------------------------------- aggregation
+# --------------------------------------------------------------------------- all errors of a fit
 
 
-def summarize(per_sample: Dict[str, np.ndarray]) -> Dict[str, float]:
-    """Mean of each per-sample metric array: ``{name: float(mean)}``.
-
-    Raises ValueError for an empty array or non-finite values (the name is reported).
-    """
-    out: Dict[str, float] = {}
-    for name, values in per_sample.items():
-        array = _to_numpy(values, name)
-        if array.size == 0:
-            raise ValueError(f"metric {name!r} has no samples")
-        if not np.all(np.isfinite(array)):
-            raise ValueError(f"metric {name!r} contains NaN or inf values")
-        out[name] = float(np.mean(array))
-    return out
-
-
-def evaluate_meshes(
-    pred_verts,
+def score_against_truth(
+    pred_vertices,
     pred_joints,
-    gt_verts,
-    gt_joints,
+    truth_vertices,
+    truth_joints,
     faces=None,
-    root_index: RootIndex = 0,
+    root_index: int = 0,
 ) -> Dict[str, np.ndarray]:
-    """All per-sample metrics of DESIGN §8 for a batch of meshes.
+    """Errors of B predicted bodies against their true bodies, per person, in millimetres.
 
     Args:
-        pred_verts, gt_verts: (B, V, 3) vertices in METRES.
-        pred_joints, gt_joints: (B, J, 3) joints in METRES (same joint set, e.g. the 24 SMPL
-            joints, or the 15 HumanM3 joints regressed from the mesh).
-        faces: optional (F, 3) faces; when given, ``mpere`` is included.
-        root_index: the root (pelvis) joint(s) in the joint arrays, as in :func:`mpjpe`.
-            The same root joint positions align the meshes for ``pve_mm``.
+        pred_vertices, truth_vertices: (B, V, 3) mesh vertices in METRES (same topology), or
+            both None when only joints are compared (no ``pve_mm``, ``pa_pve_mm``, ``mpere``).
+        pred_joints, truth_joints: (B, J, 3) joints in METRES in the same frame (same joint
+            set, e.g. the 24 SMPL joints, or the 15 HumanM3 joints regressed from the mesh).
+        faces: optional (F, 3) faces of the meshes; when given with vertices, ``mpere`` is included.
+        root_index: the root (pelvis) joint, index into J.
 
     Returns:
-        dict of (B,) arrays: ``mpjpe_mm``, ``pa_mpjpe_mm``, ``pve_mm``, ``pa_pve_mm`` (mm),
-        ``pck50`` (fraction of joints within 50 mm), ``auc_0_200`` (normalised AUC over
-        0–200 mm) and, with faces, ``mpere`` (unitless).
+        dict of (B,) float64 arrays:
+        ``mpjpe_mm`` (after subtracting each skeleton's root joint), ``pa_mpjpe_mm`` (after a
+        per-person similarity Procrustes alignment), ``pelvis_error_mm`` (distance between the
+        predicted and the true root joint, not aligned: the position/depth error),
+        ``pck50`` (fraction of root-aligned joints within 50 mm), ``auc_0_200`` (normalised area
+        under the PCK curve over 0–200 mm) and, with vertices, ``pve_mm`` (each mesh moved by its
+        own skeleton's root joint) and ``pa_pve_mm``; with vertices and faces also ``mpere``
+        (unitless).
     """
-    pv, gv = _pair(pred_verts, gt_verts, "pred_verts", "gt_verts")
-    pj, gj = _pair(pred_joints, gt_joints, "pred_joints", "gt_joints")
-    if pv.shape[0] != pj.shape[0]:
-        raise ValueError(
-            f"vertices and joints must have the same batch size, got {pv.shape[0]} and {pj.shape[0]}"
-        )
-    if root_index is None:
-        pred_root = gt_root = None
-    else:
-        pred_root = _roots(pj, root_index, "pred_joints")[:, 0, :]
-        gt_root = _roots(gj, root_index, "gt_joints")[:, 0, :]
+    pj, tj = _pair(pred_joints, truth_joints, "pred_joints", "truth_joints")
+    root = int(root_index)
+    if not -pj.shape[1] <= root < pj.shape[1]:
+        raise ValueError(f"root_index {root} is out of range for joints with {pj.shape[1]} joints")
     result = {
-        "mpjpe_mm": 1000.0 * mpjpe(pj, gj, root_index),
-        "pa_mpjpe_mm": 1000.0 * pa_mpjpe(pj, gj),
-        "pve_mm": 1000.0 * pve(pv, gv, pred_root, gt_root),
-        "pa_pve_mm": 1000.0 * pa_pve(pv, gv),
-        "pck50": pck(pj, gj, 0.05, root_index),
-        "auc_0_200": auc(pj, gj, 0.2, 41, root_index),
+        "mpjpe_mm": 1000.0 * mpjpe(pj, tj, root),
+        "pa_mpjpe_mm": 1000.0 * pa_mpjpe(pj, tj),
+        "pelvis_error_mm": 1000.0 * np.linalg.norm(pj[:, root] - tj[:, root], axis=-1),
+        "pck50": pck(pj, tj, 0.05, root),
+        "auc_0_200": auc(pj, tj, 0.2, 41, root),
     }
+    if (pred_vertices is None) != (truth_vertices is None):
+        raise ValueError("pred_vertices and truth_vertices must both be given or both be None")
+    if pred_vertices is None:
+        return result
+    pv, tv = _pair(pred_vertices, truth_vertices, "pred_vertices", "truth_vertices")
+    if pv.shape[0] != pj.shape[0]:
+        raise ValueError(f"vertices and joints must have the same batch size, got {pv.shape[0]} and {pj.shape[0]}")
+    result["pve_mm"] = 1000.0 * pve(pv, tv, pj[:, root], tj[:, root])
+    result["pa_pve_mm"] = 1000.0 * pa_pve(pv, tv)
     if faces is not None:
-        result["mpere"] = mpere(pv, gv, faces)
+        result["mpere"] = mpere(pv, tv, faces)
     return result

@@ -1,4 +1,4 @@
-"""Scene folders: the research demo format (DESIGN §9) plus the files this project adds.
+"""Scene folders: the research code's demo format (``data/demo``) plus the files this project adds.
 
 A scene folder holds
 

@@ -1,4 +1,5 @@
-"""SLOPER4D reader (DESIGN §9).
+"""SLOPER4D reader: the dataset's sequences, as the research code reads them (with the labels'
+gender for the SMPL ground truth, where the research code always used the neutral model).
 
 Layout, per sequence ``<root>/<seq>/`` (``<root>`` may also be one sequence folder):
 
@@ -30,15 +31,13 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from smplify3d_core.eval.datasets import (
-    DatasetError, DatasetReader, FrameRef, image_size, read_image_rgb, read_json, rigid_inverse, transform_points,
-    transform_smpl, write_json_atomic,
-)
-from smplify3d_core.perception.proposals import lidar_visibility_for_keypoints
+from smplify3d_core.eval.datasets import DatasetReader, FrameRef, transform_smpl
+from smplify3d_core.eval.io import DatasetError, image_size, read_image_rgb, read_json, write_json_atomic
+from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
+from smplify3d_core.perception.crops import lidar_visibility_for_keypoints
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
 SLOPER4D_INTRINSICS = (599.628, 599.466, 971.613, 540.258)  # fx, fy, cx, cy
-SLOPER4D_IMAGE_SIZE = (1920, 1080)
 MIN_LIDAR_VISIBLE_KEYPOINTS = 10
 SUBJECT_ID = "second_person"
 

@@ -1,6 +1,11 @@
-"""The SMPLify-3D loss terms (DESIGN §3), each returning one value per person (B,).
+"""The SMPLify-3D loss terms, each returning one value per person (B,).
 
-Weights are applied by the optimizer as w² · term, as in the research code.
+Reprojection: Σ over the 17 COCO joints of conf² · Σ_xy gmof(proj(J) − keypoint, σ), optionally
+after shifting the projected joints so the hip midpoints (keypoints 11, 12) coincide (the
+research code summed joints 0..15 and so never used the right ankle; all 17 are used here).
+Occluded-part deviation: 1 − ⟨q, q₀⟩² between the current and the initial unit quaternion of
+each joint that drives an image-invisible part. Weights are applied by the optimizer as
+w² · term, as in the research code.
 """
 from __future__ import annotations
 

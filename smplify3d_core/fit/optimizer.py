@@ -1,4 +1,5 @@
-"""The three-stage SMPLify-3D optimizer (DESIGN §3), all persons of a frame in one batch.
+"""The three-stage SMPLify-3D optimizer (the research method, with its known slips fixed), all
+persons of a frame in one batch.
 
 Stages (Adam, lr from the config, betas (0.9, 0.999)):
   1. scale — betas; hip-aligned reprojection + shape prior.
@@ -14,9 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
-import numpy as np
 import torch
 
 from smplify3d_core.body.model import SMPLBody
@@ -28,8 +27,6 @@ from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
 from smplify3d_core.geometry.nearest import BatchedKDTree, chamfer_distance
-
-PARAM_NAMES = ("global_orient", "body_pose", "betas", "transl")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Point-cloud ground removal, voxel downsampling and Euclidean clustering (numpy + scipy).
+"""Point-cloud ground fit, voxel downsampling and Euclidean clustering (numpy + scipy).
 
 All functions take (N, 3) float arrays in metres in any right-handed frame; the "up" direction of
 that frame is an argument (LiDAR frame: ``(0, 0, 1)``; camera frame x right, y down, z forward:
@@ -179,41 +179,6 @@ def fit_ground_plane(
     inlier = distance <= distance_threshold
     rms = float(np.sqrt(np.mean(distance[inlier] ** 2))) if inlier.any() else 0.0
     return GroundPlane(np.asarray(normal, dtype=np.float64), float(offset), int(inlier.sum()), rms)
-
-
-def ground_mask(points: np.ndarray, plane: Optional[GroundPlane], margin: float = 0.06) -> np.ndarray:
-    """(N,) bool: True for ground points — on the plane or below it, i.e. height ≤ ``margin`` metres.
-
-    Non-finite points are not ground (see :func:`finite_mask`); with ``plane`` None nothing is ground.
-    """
-    points = as_points(points)
-    mask = np.zeros(len(points), dtype=bool)
-    if plane is None or len(points) == 0:
-        return mask
-    with np.errstate(invalid="ignore"):
-        mask = plane.height(points) <= margin
-    return mask & finite_mask(points)
-
-
-def remove_ground(
-    points: np.ndarray,
-    up: Sequence[float] = (0.0, 0.0, 1.0),
-    margin: float = 0.06,
-    plane: Optional[GroundPlane] = None,
-    **fit_kwargs,
-) -> Tuple[np.ndarray, Optional[GroundPlane]]:
-    """Fit the ground (unless ``plane`` is given) and mark what is left.
-
-    points: (N, 3) metres. up, fit_kwargs: see :func:`fit_ground_plane`.
-    margin: points up to this height above the plane (and everything below it) are ground, metres.
-    Returns ``(keep, plane)``: keep (N,) bool = finite and not ground; plane (or None when no
-    ground was found — then only the non-finite points are dropped).
-    """
-    points = as_points(points)
-    if plane is None:
-        plane = fit_ground_plane(points, up=up, **fit_kwargs)
-    keep = finite_mask(points) & ~ground_mask(points, plane, margin)
-    return keep, plane
 
 
 # ---------------------------------------------------------------------------- voxels

@@ -1,18 +1,38 @@
-"""Rigid transforms of point sets (4×4 homogeneous matrices, metres)."""
+"""Rigid transforms of 3D points as (4, 4) homogeneous matrices.
+
+A matrix ``T_a_b`` maps points given in frame ``b`` to frame ``a`` (``p_a = R p_b + t`` with
+``R = T[:3, :3]``, ``t = T[:3, 3]``); lengths are in metres throughout the project.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 
-def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """(N, 3) points mapped by the rigid transform ``T`` (4, 4): ``R p + t`` (float64)."""
+def _matrix(T) -> np.ndarray:
+    """``T`` as a float64 (4, 4) array; any other shape raises a ValueError naming it."""
     T = np.asarray(T, dtype=np.float64)
-    return np.asarray(points, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]
+    if T.shape != (4, 4):
+        raise ValueError(f"a rigid transform must be a (4, 4) matrix, got shape {T.shape}")
+    return T
 
 
-def rigid_inverse(T: np.ndarray) -> np.ndarray:
-    """(4, 4) inverse of a rigid transform: ``[Rᵀ, −Rᵀ t]``."""
-    T = np.asarray(T, dtype=np.float64)
+def transform_points(T, points) -> np.ndarray:
+    """Apply the rigid transform ``T`` (4, 4) to ``points`` (N, 3); returns (N, 3) float64.
+
+    ``points`` may be any array-like whose size is a multiple of 3 (it is read as (N, 3)); N may be 0.
+    Non-finite points stay non-finite.
+    """
+    T = _matrix(T)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+def rigid_inverse(T) -> np.ndarray:
+    """(4, 4) float64 inverse of the rigid transform ``T`` (4, 4): ``[R^T, -R^T t; 0, 1]``.
+
+    Exact for a rotation ``R`` (no general matrix inverse); ``T``'s last row is not read.
+    """
+    T = _matrix(T)
     out = np.eye(4)
     out[:3, :3] = T[:3, :3].T
     out[:3, 3] = -T[:3, :3].T @ T[:3, 3]

@@ -1,8 +1,8 @@
-"""Per-keypoint LiDAR visibility (the research method, DESIGN §3).
+"""Per-keypoint LiDAR visibility (the research method).
 
 Project the person's LiDAR points into the image, mark the hit pixels, dilate the hit mask with a
-``kernel_px × kernel_px`` box and read the mask at every 2D keypoint: a keypoint is LiDAR-visible
-when some LiDAR point of that person projects near it.
+``kernel_px × kernel_px`` box (the research code used 50 × 50 px) and read the mask at every 2D
+keypoint: a keypoint is LiDAR-visible when some LiDAR point of that person projects near it.
 """
 from __future__ import annotations
 

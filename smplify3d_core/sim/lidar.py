@@ -142,10 +142,3 @@ def simulate_lidar_scan(
     )
     points = directions_lidar[keep] * ranges[keep, None]
     return points, hits.label[keep].astype(np.int64)
-
-
-def transform_points(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply the (4, 4) rigid transform ``T`` to (N, 3) points."""
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    T = np.asarray(T, dtype=np.float64)
-    return points @ T[:3, :3].T + T[:3, 3]

@@ -1,6 +1,6 @@
 """Sensor and scene presets of the simulator (camera, LiDAR, detector noise, image-only init errors).
 
-Two presets imitate the datasets the research evaluated on (DESIGN §7, §9):
+Two presets imitate the datasets the research evaluated on (their sensors and camera intrinsics):
 
 * ``"humanm3"``: a Livox-like LiDAR at 10 Hz, people 4–12 m away, about 370 LiDAR points per person;
 * ``"sloper4d"``: an Ouster-like 128-beam LiDAR at 20 Hz, people 2.8–6 m away, about 970 points

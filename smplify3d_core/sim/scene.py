@@ -23,8 +23,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from smplify3d_core.body.tables import body_tables
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.geometry.visibility import keypoint_lidar_visibility
-from smplify3d_core.sim.lidar import Mesh, simulate_lidar_scan, transform_points
+from smplify3d_core.sim.lidar import Mesh, simulate_lidar_scan
 from smplify3d_core.sim.poses import named_pose, sample_pose
 from smplify3d_core.sim.presets import SimPreset, get_preset
 from smplify3d_core.sim.render import render_scene

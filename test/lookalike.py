@@ -18,11 +18,11 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from smplify3d_core.body.tables import body_tables
-from smplify3d_core.eval.datasets import (
-    inits_payload, keypoints_payload, rigid_inverse, transform_points, transform_smpl, write_json_atomic, write_pcd,
-)
+from smplify3d_core.eval.datasets import transform_smpl
+from smplify3d_core.eval.io import inits_payload, keypoints_payload, write_json_atomic, write_pcd
 from smplify3d_core.eval.humanm3 import HUMANM3_SEQUENCES
 from smplify3d_core.eval.scene_folder import write_scene_folder
+from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import simulate_scene
 

@@ -43,20 +43,25 @@ def run_perception_bench(image: np.ndarray, boxes: np.ndarray, K: np.ndarray, de
         model = build_vitpose(variant).eval()
         for flip in (False, True):
             estimator = KeypointEstimator(model, device=device, flip_test=flip, half=False)
-            for batch in batch_sizes:
-                batch_boxes = np.resize(boxes, (batch, 4))
-                seconds = _time_call(lambda: estimator(image, batch_boxes), repeats) / batch
-                rows.append({"model": f"ViTPose-{variant.upper()}", "batch": batch, "flip": flip,
-                             "seconds_per_person": seconds, "persons_per_second": 1.0 / seconds})
-        del model, estimator
+            rows += _time_per_person(f"ViTPose-{variant.upper()}", flip, batch_sizes, repeats, boxes,
+                                     lambda batch_boxes: estimator(image, batch_boxes))
+        model = estimator = None  # free the network before building the next one
     for encoder in cliff_encoders:
         estimator = CliffEstimator(CLIFF(encoder).eval(), device=device)
-        for batch in batch_sizes:
-            batch_boxes = np.resize(boxes, (batch, 4))
-            seconds = _time_call(lambda: estimator(image, batch_boxes, K), repeats) / batch
-            rows.append({"model": f"CLIFF-{encoder.upper()}", "batch": batch, "flip": None,
-                         "seconds_per_person": seconds, "persons_per_second": 1.0 / seconds})
-        del estimator
+        rows += _time_per_person(f"CLIFF-{encoder.upper()}", None, batch_sizes, repeats, boxes,
+                                 lambda batch_boxes: estimator(image, batch_boxes, K))
+        estimator = None
+    return rows
+
+
+def _time_per_person(model: str, flip, batch_sizes, repeats: int, boxes: np.ndarray, run) -> list:
+    """Rows for one front-end: ``run(batch_boxes (batch, 4))`` timed per batch size, seconds per person."""
+    rows = []
+    for batch in batch_sizes:
+        batch_boxes = np.resize(boxes, (batch, 4))
+        seconds = _time_call(lambda: run(batch_boxes), repeats) / batch
+        rows.append({"model": model, "batch": batch, "flip": flip,
+                     "seconds_per_person": seconds, "persons_per_second": 1.0 / seconds})
     return rows
 
 
