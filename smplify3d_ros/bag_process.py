@@ -43,26 +43,6 @@ def _nearest(stamps_sorted: list, stamp: int, slop_ns: int) -> list:
     return list(range(lo, hi))
 
 
-def _person_errors(fit, truth_msg) -> tuple[list, list]:
-    """Pelvis-aligned PVE and MPJPE (m) of each valid fitted person against the nearest true body."""
-    from smplify3d_ros.smpl_messages import joints_from_smpl, vertices_from_smpl
-
-    truths = [(joints_from_smpl(p), vertices_from_smpl(p)) for p in truth_msg.persons]
-    pves, mpjpes = [], []
-    if not truths:
-        return pves, mpjpes
-    joints = fit.result.joints.detach().cpu().numpy()[:, :24].astype(np.float64)
-    vertices = fit.result.vertices.detach().cpu().numpy().astype(np.float64)
-    for b in range(len(joints)):
-        if not bool(fit.result.valid[b]):
-            continue
-        true_j, true_v = min(truths, key=lambda t: np.linalg.norm(t[0][0] - joints[b, 0]))
-        mpjpes.append(float(np.linalg.norm((joints[b] - joints[b, 0]) - (true_j - true_j[0]), axis=1).mean()))
-        if len(true_v) == len(vertices[b]):
-            pves.append(float(np.linalg.norm((vertices[b] - joints[b, 0]) - (true_v - true_j[0]), axis=1).mean()))
-    return pves, mpjpes
-
-
 def process(args) -> int:
     from rclpy.serialization import deserialize_message, serialize_message
     from rosbags.rosbag2 import Writer
@@ -72,7 +52,7 @@ def process(args) -> int:
     from smplify3d_core.pipeline import FrameProcessor, FrameStatus
     from smplify3d_ros.conversions import ConversionError, camera_info_to_camera
     from smplify3d_ros.extrinsics import parse_static_matrix
-    from smplify3d_ros.smpl_messages import smpl_array_from_outcome
+    from smplify3d_ros.smpl_messages import errors_against_truth, smpl_array_from_outcome
 
     out = Path(args.out)
     reader = open_reader(args.input)
@@ -222,9 +202,12 @@ def process(args) -> int:
                 if fit is not None and truth_raw is not None:
                     from smplify3d_ros.msg import SMPLArray
 
-                    frame_pves, frame_mpjpes = _person_errors(fit, deserialize_message(truth_raw, SMPLArray))
-                    pves += frame_pves
-                    mpjpes += frame_mpjpes
+                    valid = fit.result.valid.cpu().numpy().astype(bool)
+                    errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[valid, :24],
+                                                  fit.result.vertices.detach().cpu().numpy()[valid],
+                                                  deserialize_message(truth_raw, SMPLArray))
+                    pves += errors["pve_mm"]
+                    mpjpes += errors["mpjpe_mm"]
             progress.close()
             if args.copy_inputs:
                 copies = {}
@@ -244,8 +227,8 @@ def process(args) -> int:
         "frames_skipped": dict(skipped), "persons": persons_total,
         "mean_persons_per_frame": persons_total / len(results) if results else 0.0,
         "mean_stage_seconds": {k: stage_totals[k] / stage_counts[k] for k in stage_totals},
-        "mean_pve_mm": 1000 * float(np.mean(pves)) if pves else None,
-        "mean_mpjpe_mm": 1000 * float(np.mean(mpjpes)) if mpjpes else None,
+        "mean_pve_mm": float(np.mean(pves)) if pves else None,
+        "mean_mpjpe_mm": float(np.mean(mpjpes)) if mpjpes else None,
         "persons_with_truth": len(mpjpes),
     }
     _print_summary(summary)

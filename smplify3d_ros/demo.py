@@ -154,29 +154,18 @@ class BagRecorder:
 # accuracy
 # ----------------------------------------------------------------------------------------------
 
-def _xyz(points) -> np.ndarray:
-    return np.array([(p.x, p.y, p.z) for p in points], dtype=np.float64).reshape(-1, 3)
-
-
 def compare_to_truth(result, truth) -> tuple[list, list]:
-    """Per valid fitted person: (PVE after aligning the pelvises, absolute pelvis error), metres, against
-    the true body with the nearest pelvis."""
-    if not truth.persons:
+    """Per valid fitted person of ``result`` (SMPLArray): (PVE after aligning the pelvises, absolute pelvis
+    error), metres, against the true body with the nearest pelvis."""
+    from smplify3d_ros.smpl_messages import errors_against_truth, joints_from_smpl, vertices_from_smpl
+
+    valid = [p for p in result.persons if p.valid]
+    if not valid:
         return [], []
-    true_joints = [_xyz(t.joints) for t in truth.persons]
-    true_vertices = [_xyz(t.vertices) for t in truth.persons]
-    pves, pelvis = [], []
-    for person in result.persons:
-        if not person.valid:
-            continue
-        joints = _xyz(person.joints)
-        best = int(np.argmin([np.linalg.norm(j[0] - joints[0]) for j in true_joints]))
-        pelvis.append(float(np.linalg.norm(joints[0] - true_joints[best][0])))
-        vertices = _xyz(person.vertices)
-        if len(vertices) and len(vertices) == len(true_vertices[best]):
-            pves.append(float(np.linalg.norm((vertices - joints[0]) - (true_vertices[best] - true_joints[best][0]),
-                                             axis=1).mean()))
-    return pves, pelvis
+    vertices = [vertices_from_smpl(p) for p in valid]
+    errors = errors_against_truth(np.stack([joints_from_smpl(p) for p in valid]),
+                                  np.stack(vertices) if all(len(v) for v in vertices) else None, truth)
+    return [v / 1000 for v in errors["pve_mm"]], [v / 1000 for v in errors["pelvis_error_mm"]]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -226,3 +226,27 @@ def smpl_array_from_outcome(outcome, header: Optional[Header] = None, include_ve
     result = None if outcome.fit is None else outcome.fit.result
     return smpl_array_from_fit(result, header, outcome.track_ids if result is not None else [], outcome.stage_seconds,
                                include_vertices=include_vertices)
+
+
+def errors_against_truth(joints: np.ndarray, vertices: Optional[np.ndarray], truth_msg: SMPLArray) -> dict:
+    """Errors of fitted bodies against the true bodies of a ground-truth ``SMPLArray``, in millimetres.
+
+    joints: (B, 24, 3) fitted SMPL joints, metres, camera frame; vertices: (B, V, 3) or None. Each
+    fitted body is compared with the true body whose pelvis is nearest. Returns lists (one value
+    per person) under ``mpjpe_mm`` and ``pelvis_error_mm``, and ``pve_mm`` when vertices are given
+    and the true bodies carry vertices of the same count (pelvis-aligned, as
+    :func:`smplify3d_core.eval.metrics.score_against_truth` computes them).
+    """
+    from smplify3d_core.eval.metrics import score_against_truth
+
+    joints = np.asarray(joints, dtype=np.float64).reshape(-1, 24, 3)
+    truths = [(joints_from_smpl(p), vertices_from_smpl(p)) for p in truth_msg.persons]
+    if not truths or not len(joints):
+        return {"mpjpe_mm": [], "pelvis_error_mm": [], "pve_mm": []}
+    match = [min(range(len(truths)), key=lambda t: np.linalg.norm(truths[t][0][0] - j[0])) for j in joints]
+    true_joints = np.stack([truths[t][0] for t in match])
+    with_vertices = vertices is not None and all(len(truths[t][1]) == np.asarray(vertices).shape[1] for t in match)
+    scores = score_against_truth(np.asarray(vertices, dtype=np.float64) if with_vertices else None, joints,
+                                 np.stack([truths[t][1] for t in match]) if with_vertices else None, true_joints)
+    return {"mpjpe_mm": scores["mpjpe_mm"].tolist(), "pelvis_error_mm": scores["pelvis_error_mm"].tolist(),
+            "pve_mm": scores["pve_mm"].tolist() if with_vertices else []}
