@@ -286,7 +286,7 @@ class SMPLify3DNode(Node):
         if used < valid and not self._thinning_logged:
             self._thinning_logged = True
             self.get_logger().warning(f"the point cloud has {valid} valid points, more than max_cloud_points "
-                                      f"({self.pipeline_config.max_cloud_points}): using every "
+                                      f"({self.pipeline_config.max_cloud_points}): fitting every "
                                       f"{-(-valid // self.pipeline_config.max_cloud_points)}th point (logged once)")
 
     def _observations_for(self, image_msg) -> list:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from smplify3d_core.image import to_rgb8
 from smplify3d_core.perception.checkpoints import CheckpointError
 from smplify3d_core.perception.pose2d import (
     COCO17_FLIP_INDICES,
@@ -17,7 +18,6 @@ from smplify3d_core.perception.pose2d import (
     box_center_scale,
     crop_inputs,
     decode_heatmaps,
-    to_rgb8,
     udp_warp_matrix,
 )
 from smplify3d_core.perception.vitpose import (

@@ -118,7 +118,8 @@ def segment_scene(
                 points[above_ids], labels, ground, up, cell=config.stack_cell, max_gap=config.stack_max_gap
             )
     sizes = np.bincount(labels[labels >= 0]) if len(labels) else np.zeros(0, dtype=np.int64)
-    points_cam = transform_points(T_cam_cloud, points) if len(points) else points.copy()
+    with np.errstate(invalid="ignore"):  # non-finite rows stay non-finite
+        points_cam = transform_points(T_cam_cloud, points) if len(points) else points.copy()
     return SceneSegmentation(points, points_cam, ground, up, above, low, sole, above_ids, labels, sizes)
 
 
