@@ -78,7 +78,8 @@ def test_pipeline_with_simulated_front_ends_is_accurate(scene, smpl_body):
     observed.frame.truth = {}
     for person in observed.frame.persons:
         match = fake._match(person.bbox_xywh)
-        observed.frame.truth[person.tracking_id] = dataclasses.replace(frame.truth[match.tracking_id], tracking_id=person.tracking_id)
+        observed.frame.truth[person.tracking_id] = dataclasses.replace(frame.truth[match.tracking_id],
+                                                                       tracking_id=person.tracking_id)
     rows = frame_metrics(fit, fitter.body)["persons"]
     pve_init = np.mean([r["pve_init_mm"] for r in rows])
     pve_fit = np.mean([r["pve_fit_mm"] for r in rows])
