@@ -31,6 +31,7 @@ fi
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt)
 echo "[setup] installing torch (pinned) and the project into .venv"
 "${PIP[@]}" "torch==2.13.0"
+# the project with its test tools (setup.cfg's test extra: pytest, rosbags, ruff; pinned in constraints.txt)
 "${PIP[@]}" -e ".[test]"
 # ROS 2 Kilted from PyPI wheels (no ROS apt repository is needed): rclpy with Fast DDS, the message packages the node
 # uses, and the build tools for the interfaces in msg/ (every version pinned in constraints.txt).

@@ -33,7 +33,7 @@ def test_batch_members_are_independent(smpl_body):
     out = smpl_body(body_pose=pose)
     single = smpl_body(body_pose=pose[:1])
     torch.testing.assert_close(out.vertices[0], single.vertices[0])
-    assert not torch.allclose(out.vertices[0], out.vertices[1])
+    assert not torch.allclose(out.vertices[0], out.vertices[1], rtol=0, atol=1e-3)  # the forearm moves by cm
 
 
 def test_rest_pose_joints_are_the_regressed_template_joints(smpl_body):
@@ -62,7 +62,8 @@ def test_cuda_equals_cpu(smpl_body):
 def test_rotation_round_trips():
     generator = torch.Generator().manual_seed(1)
     axis_angle = torch.randn(100, 3, generator=generator, dtype=torch.float64)
-    axis_angle = axis_angle / axis_angle.norm(dim=-1, keepdim=True) * torch.rand(100, 1, generator=generator, dtype=torch.float64) * 3.1
+    angle = torch.rand(100, 1, generator=generator, dtype=torch.float64) * 3.1
+    axis_angle = axis_angle / axis_angle.norm(dim=-1, keepdim=True) * angle
     matrix = axis_angle_to_matrix(axis_angle)
     torch.testing.assert_close(matrix @ matrix.transpose(-1, -2), torch.eye(3, dtype=torch.float64).expand(100, 3, 3))
     torch.testing.assert_close(matrix_to_axis_angle(matrix), axis_angle)
@@ -70,5 +71,6 @@ def test_rotation_round_trips():
     torch.testing.assert_close(rot6d_to_matrix(matrix_to_rot6d(matrix)), matrix)
     # 90 degrees about z takes x to y
     quarter = axis_angle_to_matrix(torch.tensor([0.0, 0.0, np.pi / 2], dtype=torch.float64))
-    torch.testing.assert_close(quarter @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
-    assert torch.allclose(axis_angle_to_matrix(torch.zeros(3)), torch.eye(3))
+    torch.testing.assert_close(quarter @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
+                               torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
+    assert torch.allclose(axis_angle_to_matrix(torch.zeros(3)), torch.eye(3), rtol=0, atol=1e-7)

@@ -121,7 +121,7 @@ def test_rot6d_round_trip_through_regressor(res50):
     assert rotmats.shape == (2, 24, 3, 3) and betas.shape == (2, 10) and cam.shape == (2, 3)
     assert torch.allclose(rotmats, rotations.expand(2, -1, -1, -1), atol=1e-5)
     # interleaved layout: columns (x0, x2, x4) and (x1, x3, x5)
-    assert torch.allclose(matrix_to_rot6d(rotations)[0, ::2], rotations[0, :, 0])
+    assert torch.allclose(matrix_to_rot6d(rotations)[0, ::2], rotations[0, :, 0], rtol=0, atol=1e-7)
 
 
 # ---------------------------------------------------------------------------- cameras
@@ -214,7 +214,8 @@ def test_crop_puts_the_box_in_the_middle_at_cliff_scale():
     rows = np.flatnonzero(crop[:, CROP_WIDTH // 2, 0] > 127)
     cols = np.flatnonzero(crop[CROP_HEIGHT // 2, :, 0] > 127)
     assert len(rows) == pytest.approx(CROP_HEIGHT / 1.1, abs=2) and len(cols) == pytest.approx(w * CROP_HEIGHT / (1.1 * h), abs=2)
-    assert rows.mean() == pytest.approx((CROP_HEIGHT - 1) / 2, abs=1) and cols.mean() == pytest.approx((CROP_WIDTH - 1) / 2, abs=1)
+    assert rows.mean() == pytest.approx((CROP_HEIGHT - 1) / 2, abs=1)
+    assert cols.mean() == pytest.approx((CROP_WIDTH - 1) / 2, abs=1)
     # a box near the border is padded with black
     (center,), (scale,) = boxes_to_center_scale([[0, 0, 60, 100]])
     corner = crop_person(np.full_like(image, 200), center, 200 * scale)
@@ -315,7 +316,7 @@ def test_estimator_end_to_end_random_weights(hr48, res50, smpl_body):
     assert len(plain) == 3
     chunked = CliffEstimator(res50, batch_size=2)(image, boxes)  # two batches: 2 + 1 crops
     for a, b in zip(plain, chunked):
-        np.testing.assert_allclose(a.transl, b.transl, rtol=1e-4)
+        np.testing.assert_allclose(a.transl, b.transl, rtol=1e-4, atol=1e-5)  # metres; x and y can be near 0
         np.testing.assert_allclose(a.body_pose, b.body_pose, atol=1e-4)
     for params in plain:
         for value in (params.global_orient, params.body_pose, params.betas, params.transl):

@@ -97,7 +97,8 @@ def test_eval_humanm3_layout_improves_and_matches_direct_metrics(tmp_path, human
     (out / "plaza" / "frame_000001.json").unlink()
     assert main(args) == 0
     assert "1 fitted now" in capsys.readouterr().out
-    assert json.loads((out / "metrics.json").read_text())["combined"]["fit"]["mpjpe_mm"] == pytest.approx(combined["fit"]["mpjpe_mm"])
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["combined"]["fit"]["mpjpe_mm"] == pytest.approx(combined["fit"]["mpjpe_mm"])
 
 
 @pytest.mark.parametrize("dataset", ["sloper4d", "demo"])
@@ -105,7 +106,8 @@ def test_eval_smpl_truth_layouts_match_direct_metrics(tmp_path, dataset, quick_c
     if dataset == "sloper4d":
         root = tmp_path / "slo"
         write_sloper4d_lookalike(root, _body(body_model_dir, "female"), frames=2, gender="female")
-        loader = lambda gender: _body(body_model_dir, gender)
+        def loader(gender):
+            return _body(body_model_dir, gender)
     else:
         root = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=2, persons=2, seed=4)
         loader = None
@@ -133,7 +135,8 @@ def test_eval_bad_inputs_are_named_and_the_rest_is_evaluated(tmp_path, humanm3_r
     seq = root / "test" / "basketball1"
     write_pcd(seq / "pointcloud" / "000001.pcd", np.zeros((0, 3)))                      # a frame with no points
     poses = json.loads((seq / "pose_calib" / "000000.json").read_text())
-    poses["99"] = (np.tile([[-5.0, 0.0, 1.0]], (15, 1)) + np.linspace(0, 0.1, 15)[:, None]).reshape(-1).tolist()  # behind the camera
+    # behind the camera
+    poses["99"] = (np.tile([[-5.0, 0.0, 1.0]], (15, 1)) + np.linspace(0, 0.1, 15)[:, None]).reshape(-1).tolist()
     (seq / "pose_calib" / "000000.json").write_text(json.dumps(poses))
     next((root / "test" / "plaza" / "images" / "camera_2").glob("*.jpg")).unlink()       # image/pose count mismatch
     out = tmp_path / "out"

@@ -17,8 +17,6 @@ Two kinds of tests:
 """
 import ast
 import configparser
-import os
-import random
 import re
 import stat
 import sys
@@ -521,7 +519,9 @@ def test_demo_launch_publishes_smpl_arrays(monkeypatch):
 
     # Own DDS domain, loopback only: the launched nodes inherit this environment, and so does
     # the listener in DemoPublishesBodies.
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 200)))
+    from ros_processes import ros_domain_id
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(ros_domain_id(2)))
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 

@@ -140,7 +140,7 @@ def _tetra():
 def test_mpere():
     verts, faces = _tetra()
     assert M.mesh_edges(faces).shape == (6, 2)
-    np.testing.assert_allclose(M.mpere(verts, verts, faces), [0.0])
+    np.testing.assert_allclose(M.mpere(verts, verts, faces), [0.0], atol=1e-12)
     np.testing.assert_allclose(M.mpere(1.1 * verts, verts, faces), [0.1], rtol=1e-12)
     rot = Rotation.from_euler("z", 0.7).as_matrix()
     np.testing.assert_allclose(M.mpere(verts @ rot.T + 2.0, verts, faces), [0.0], atol=1e-12)

@@ -12,8 +12,6 @@ restrictions, each counted in the assertion messages:
   person fills the same box and the box alone cannot tell them apart — such persons are skipped
   (their proposal's own ``point_ids`` are still checked).
 """
-import time
-
 import numpy as np
 import pytest
 
@@ -65,14 +63,12 @@ def scenes(smpl_body):
 
 @pytest.fixture(scope="module")
 def results(scenes):
-    """Per scene: proposals (with timing) and the camera-frame cloud."""
+    """Per scene: (scene, proposals, the camera-frame cloud)."""
     out = []
     for scene in scenes:
         frame = scene.frame
-        start = time.perf_counter()
         proposals = propose_persons(frame.cloud_lidar, frame.T_cam_lidar, frame.camera)
-        elapsed = time.perf_counter() - start
-        out.append((scene, proposals, transform_points(frame.T_cam_lidar, frame.cloud_lidar), elapsed))
+        out.append((scene, proposals, transform_points(frame.T_cam_lidar, frame.cloud_lidar)))
     return out
 
 
@@ -99,7 +95,7 @@ def proposal_owner(scene, proposal):
 # ---------------------------------------------------------------------------- proposals
 def test_proposals_find_every_person(results):
     checked, skipped, missed = 0, [], []
-    for scene, proposals, _, _ in results:
+    for scene, proposals, _ in results:
         counts = scene.points_per_person()
         for i, person in enumerate(scene.frame.persons):
             if counts[i] < MIN_POINTS:
@@ -118,7 +114,7 @@ def test_proposals_find_every_person(results):
 
 def test_no_proposal_on_background_or_ground(results):
     background_points = 0
-    for scene, proposals, _, _ in results:
+    for scene, proposals, _ in results:
         background_points += int((scene.cloud_labels == -2).sum())
         for proposal in proposals:
             assert proposal_owner(scene, proposal) >= 0, (
@@ -128,7 +124,7 @@ def test_no_proposal_on_background_or_ground(results):
 
 
 def test_proposal_records(results):
-    for scene, proposals, cloud_cam, elapsed in results:
+    for scene, proposals, cloud_cam in results:
         camera = scene.frame.camera
         distances = [p.distance for p in proposals]
         assert distances == sorted(distances)
@@ -137,15 +133,14 @@ def test_proposal_records(results):
             assert 0 <= x and 0 <= y and x + w <= camera.width + 1e-9 and y + h <= camera.height + 1e-9
             assert w >= 8 and h >= 8
             assert p.num_points == len(p.point_ids) >= 20
-            assert np.allclose(p.centroid_cam, cloud_cam[p.point_ids].mean(axis=0))
+            assert np.allclose(p.centroid_cam, cloud_cam[p.point_ids].mean(axis=0), rtol=0, atol=1e-9)  # metres
             assert 0.0 <= p.score <= 1.0
             assert {"top_height", "planarity", "footprint_major"} <= set(p.gates)
-        assert elapsed < 5.0, f"proposals took {elapsed:.2f} s"
 
 
 def test_proposal_point_ids_are_the_person(results):
     checked = 0
-    for scene, proposals, _, _ in results:
+    for scene, proposals, _ in results:
         counts = scene.points_per_person()
         for p in proposals:
             i = proposal_owner(scene, p)
@@ -168,7 +163,7 @@ def test_proposals_are_deterministic(results):
 # ---------------------------------------------------------------------------- crops
 def test_crops_from_true_boxes(results):
     checked, failures = 0, []
-    for scene, _, cloud_cam, _ in results:
+    for scene, _, cloud_cam in results:
         counts = scene.points_per_person()
         boxes = np.array([p.bbox_xywh for p in scene.frame.persons])
         crops = crop_persons_points(cloud_cam, boxes, scene.frame.camera)
@@ -185,7 +180,7 @@ def test_crops_from_true_boxes(results):
 
 def test_crops_from_proposal_boxes(results):
     checked, skipped, failures = 0, [], []
-    for scene, proposals, cloud_cam, _ in results:
+    for scene, proposals, cloud_cam in results:
         counts = scene.points_per_person()
         occluded = scene.occluded.sum(axis=1)
         owners = [proposal_owner(scene, p) for p in proposals]
@@ -209,7 +204,7 @@ def test_crops_from_proposal_boxes(results):
 
 def test_crop_with_lidar_ground_matches(results):
     """The LiDAR-frame ground moved to the camera frame gives the same crops as the camera fit."""
-    scene, _, cloud_cam, _ = results[0]
+    scene, _, cloud_cam = results[0]
     plane = fit_ground_plane(scene.frame.cloud_lidar).transformed(scene.frame.T_cam_lidar)
     assert plane.tilt_deg((0, -1, 0)) < 2.0
     for person in scene.frame.persons:
@@ -219,7 +214,7 @@ def test_crop_with_lidar_ground_matches(results):
 
 
 def test_keypoint_visibility_reuses_the_geometry_function(results):
-    scene, _, cloud_cam, _ = results[0]
+    scene, _, cloud_cam = results[0]
     for i, person in enumerate(scene.frame.persons):
         ids = crop_person_points(cloud_cam, person.bbox_xywh, scene.frame.camera)
         flags = lidar_visibility_for_keypoints(cloud_cam[ids], person.keypoints, scene.frame.camera)
@@ -253,7 +248,7 @@ def test_empty_and_nan_clouds():
 
 
 def test_nan_rows_are_ignored(results):
-    scene, proposals, cloud_cam, _ = results[0]
+    scene, proposals, cloud_cam = results[0]
     cloud = scene.frame.cloud_lidar.copy()
     rng = np.random.default_rng(0)
     bad = rng.choice(len(cloud), size=len(cloud) // 20, replace=False)
@@ -270,25 +265,20 @@ def test_nan_rows_are_ignored(results):
 
 def test_two_million_points(results):
     """A real scan plus 2 million random points far away (30–80 m): the people are still found and
-    cropped, in a few seconds (≈ 5 s for proposals, ≈ 2 s for four crops on 2 cores)."""
-    scene, _, _, _ = results[0]
+    cropped (about 5 s for the proposals and 2 s for four crops on 2 cores; not asserted)."""
+    scene, _, _ = results[0]
     frame = scene.frame
     rng = np.random.default_rng(1)
     n = 2_000_000 - len(frame.cloud_lidar)
     far = np.stack([rng.uniform(30, 80, n), rng.uniform(-40, 40, n), rng.uniform(-1.7, 8.0, n)], axis=1)
     cloud = np.concatenate([frame.cloud_lidar, far])
-    start = time.perf_counter()
     proposals = propose_persons(cloud, frame.T_cam_lidar, frame.camera)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 30.0, f"2M-point proposals took {elapsed:.1f} s"
     counts = scene.points_per_person()
     for i, person in enumerate(frame.persons):
         if counts[i] >= MIN_POINTS:
             assert max(box_iou(p.box_xywh, person.bbox_xywh) for p in proposals) >= 0.5
     cloud_cam = transform_points(frame.T_cam_lidar, cloud)
-    start = time.perf_counter()
     crops = crop_persons_points(cloud_cam, np.array([p.bbox_xywh for p in frame.persons]), frame.camera)
-    assert time.perf_counter() - start < 20.0
     for i, ids in enumerate(crops):
         if counts[i] >= MIN_POINTS:
             recall, contamination = recall_contamination(ids, np.flatnonzero(scene.cloud_labels == i))
@@ -310,8 +300,8 @@ def test_boxes_from_detector_drops_bad_boxes_with_reasons():
     )
     result = boxes_from_detector(boxes, camera)
     assert result.indices.tolist() == [0, 3]
-    assert np.allclose(result.boxes_xywh[0], boxes[0])
-    assert np.allclose(result.boxes_xywh[1], [0.0, 400.0, 70.0, 80.0])
+    assert np.allclose(result.boxes_xywh[0], boxes[0], rtol=0, atol=1e-9)  # pixels
+    assert np.allclose(result.boxes_xywh[1], [0.0, 400.0, 70.0, 80.0], rtol=0, atol=1e-9)
     reasons = dict(result.dropped)
     assert reasons[1] == "outside the image"
     assert reasons[2] == "zero or negative area"
@@ -341,7 +331,7 @@ def test_ground_fit_tilted_plane_and_limits():
     assert fit_ground_plane(ceiling) is None
     moved = plane.transformed(_T())
     p = np.array([[1.0, 2.0, 0.5]])
-    assert np.isclose(moved.height(transform_points(_T(), p))[0], plane.height(p)[0])
+    assert np.isclose(moved.height(transform_points(_T(), p))[0], plane.height(p)[0], rtol=0, atol=1e-9)  # metres
 
 
 def test_euclidean_clusters_and_stats():
@@ -366,7 +356,7 @@ def test_voxel_downsample_and_stacking():
     points = np.array([[0.01, 0.01, 0.01], [0.02, 0.02, 0.02], [0.5, 0.5, 0.5]])
     centroids, inverse = voxel_downsample(points, 0.1)
     assert len(centroids) == 2 and inverse[0] == inverse[1] != inverse[2]
-    assert np.allclose(centroids[inverse[0]], [0.015, 0.015, 0.015])
+    assert np.allclose(centroids[inverse[0]], [0.015, 0.015, 0.015], rtol=0, atol=1e-9)  # metres
     # upper body above the legs (a 0.4 m gap) merges; a person beside a pole does not
     legs = np.column_stack([np.zeros(20), np.zeros(20), np.linspace(0.0, 0.6, 20)])
     upper = np.column_stack([np.zeros(20), np.zeros(20), np.linspace(1.0, 1.7, 20)])

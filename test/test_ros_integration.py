@@ -34,7 +34,8 @@ def running_nodes(ros_env):
     sim = _start("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 2, "scenes": 2, "seed": 5}, ros_env)
     node = _start("smplify3d_ros.node", {
         "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
-        "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true", "publish_vertices": "true",
+        "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
+        "publish_vertices": "true",
         "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]", "device": "cpu", "preset": "humanm3",
     }, ros_env)
     yield sim, node
@@ -78,7 +79,8 @@ def test_node_answers_the_synthetic_stream_with_accurate_bodies(running_nodes, r
                 assert person.valid and len(person.joints) == 24 and len(person.vertices) == 6890
                 fitted = np.array([[p.x, p.y, p.z] for p in person.joints])
                 # the nearest true body (ids of the stand-in detector follow the simulator's)
-                best = min(truth.persons, key=lambda t: np.linalg.norm(np.array([t.joints[0].x, t.joints[0].y, t.joints[0].z]) - fitted[0]))
+                best = min(truth.persons,
+                           key=lambda t: np.linalg.norm(np.array([t.joints[0].x, t.joints[0].y, t.joints[0].z]) - fitted[0]))
                 true = np.array([[p.x, p.y, p.z] for p in best.joints])
                 errors.append(np.linalg.norm(fitted - true, axis=1).mean())
                 fitted_v = np.array([[p.x, p.y, p.z] for p in person.vertices]) - fitted[0]

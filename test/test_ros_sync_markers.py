@@ -16,6 +16,8 @@ from smplify3d_ros.markers import (  # noqa: E402
 from smplify3d_ros.sync import (  # noqa: E402
     ApproximateSynchronizer, make_synchronizer, message_filters_available)
 
+from ros_processes import ros_domain_id  # noqa: E402
+
 
 class Collector:
     def __init__(self):
@@ -155,17 +157,15 @@ def test_thread_safety_two_producers():
             sync.add(i, (i, k), 100.0 + 0.1 * k)
 
     threads = [threading.Thread(target=producer, args=(i,)) for i in (0, 1)]
-    t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
+        t.join(timeout=120)  # only stops the wait: a deadlock never ends
+    assert not any(t.is_alive() for t in threads), "a producer never finished (deadlock?)"
     assert len(got) == n
     assert all(a[1] == b[1] for a, b in got)
     assert sorted(a[1] for a, _ in got) == list(range(n))
     assert sync.unsynchronized_drops == 0
-    assert time.perf_counter() - t0 < 15
 
 
 def test_headerless_rejected_and_validation():
@@ -193,19 +193,18 @@ def test_add_msg_uses_header_stamp():
     assert len(c.sets) == 1 and c.sets[0][0] is img and c.sets[0][1] is pc
 
 
-def test_make_synchronizer_builtin_pub_sub():
+def test_make_synchronizer_builtin_pub_sub(monkeypatch):
     """In-process graph: the built-in path (or message_filters where installed) pairs an Image
     and a PointCloud2 with nearby stamps."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
 
-    if not rclpy.ok():
-        rclpy.init()
-        own_init = True
-    else:
-        own_init = False
-    node = rclpy.create_node("test_sync_node")
+    # a DDS domain of its own, loopback discovery only (read by rclpy.init)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain_id(3))
+    node = rclpy.create_node("test_sync_node", context=context)
     try:
         got = []
         handle = make_synchronizer(
@@ -214,9 +213,9 @@ def test_make_synchronizer_builtin_pub_sub():
         assert handle.backend == ("message_filters" if message_filters_available() else "builtin")
         p_img = node.create_publisher(Image, "/sync_test/image", qos_profile_sensor_data)
         p_pc = node.create_publisher(PointCloud2, "/sync_test/points", qos_profile_sensor_data)
-        ex = SingleThreadedExecutor()
+        ex = SingleThreadedExecutor(context=context)
         ex.add_node(node)
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + 60.0  # only stops the wait; a pair normally arrives within a second
         k = 0
         while not got and time.monotonic() < deadline:
             img, pc = Image(), PointCloud2()
@@ -229,17 +228,17 @@ def test_make_synchronizer_builtin_pub_sub():
             ex.spin_once(timeout_sec=0.1)
         for _ in range(5):
             ex.spin_once(timeout_sec=0.02)
-        assert got, "no synchronized set within 10 s"
+        assert got, f"no synchronized set from {k} published pairs (waited 60 s)"
         a, b = got[0]
         assert a.header.frame_id == "cam" and b.header.frame_id == "lidar"
         assert a.header.stamp.sec == b.header.stamp.sec
         assert handle.stats()["backend"] == handle.backend
         ex.remove_node(node)
+        ex.shutdown()
         handle.destroy(node)
     finally:
         node.destroy_node()
-        if own_init:
-            rclpy.shutdown()
+        rclpy.shutdown(context=context)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -447,27 +446,32 @@ def test_delete_all():
     assert len(serialize_message(arr)) > 0
 
 
-def test_marker_build_time_four_smpl_persons():
-    """4 SMPL-sized meshes (6890 vertices, 13776 faces each) -> 4 x 41328 points."""
-    from rclpy.serialization import serialize_message
+def test_markers_for_four_smpl_sized_persons():
+    """4 SMPL-sized meshes (6890 vertices, 13776 faces each) -> 4 markers of 41328 points each, face by
+    face, that survive a CDR round trip."""
+    from rclpy.serialization import deserialize_message, serialize_message
     from std_msgs.msg import Header
+    from visualization_msgs.msg import Marker, MarkerArray
 
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 6890, size=(13776, 3))
     verts = [rng.normal(size=(6890, 3)) for _ in range(4)]
     header = Header(frame_id="cam")
-    best = 1e9
-    for _ in range(3):
-        t0 = time.perf_counter()
-        arr, _ = markers_for_persons(verts, faces, [0, 1, 2, 3], header, set())
-        best = min(best, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    arr, ids = markers_for_persons(verts, faces, [0, 1, 2, 3], header, set())
+    build = time.perf_counter() - t0
     t0 = time.perf_counter()
     raw = serialize_message(arr)
     ser = time.perf_counter() - t0
-    print(f"\nmarkers for 4 persons: build {best * 1e3:.1f} ms, serialize {ser * 1e3:.1f} ms, "
-          f"{len(raw) / 1e6:.1f} MB")
-    assert sum(len(m.points) for m in arr.markers) == 4 * 3 * 13776
-    assert best < 2.0  # generous: a busy 2-core CI box
+    print(f"\nmarkers for 4 persons: build {build * 1e3:.1f} ms, serialize {ser * 1e3:.1f} ms, "
+          f"{len(raw) / 1e6:.1f} MB")  # for information only: timings depend on the machine
+    assert ids == {0, 1, 2, 3}
+    assert [m.id for m in arr.markers] == [0, 1, 2, 3]
+    assert all(m.type == Marker.TRIANGLE_LIST and len(m.points) == 3 * 13776 for m in arr.markers)
+    last = arr.markers[3].points[-1]
+    np.testing.assert_array_equal([last.x, last.y, last.z], verts[3][faces[-1, 2]])
+    back = deserialize_message(raw, MarkerArray)
+    assert sum(len(m.points) for m in back.markers) == 4 * 3 * 13776
 
 
 def test_gc_state_restored_after_marker_build():

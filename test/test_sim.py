@@ -1,7 +1,6 @@
 """The synthetic-scene simulator: LiDAR on the true surfaces, occlusion, determinism, presets,
 keypoints, the image-only init, poses, and the keypoint LiDAR-visibility mask."""
 import os
-import time
 
 import numpy as np
 import open3d as o3d
@@ -74,7 +73,7 @@ def test_lidar_points_lie_on_the_true_surface_of_their_person(scene, body):
         # and they are the points labelled with this person in the full scan, moved to the camera frame
         index = int(person.tracking_id)
         expected = transform_points(scene.frame.T_cam_lidar, scene.frame.cloud_lidar[scene.cloud_labels == index])
-        np.testing.assert_allclose(person.points, expected)
+        np.testing.assert_allclose(person.points, expected, atol=1e-9)  # metres; coordinates cross 0
     assert checked >= 3
 
 
@@ -200,10 +199,17 @@ def test_unknown_preset_lists_the_names():
     assert get_preset(PRESETS["sloper4d"]) is PRESETS["sloper4d"]
 
 
-def test_a_frame_is_fast(body):
-    start = time.perf_counter()
-    simulate_scene(body, persons=4, preset="humanm3", seed=11)
-    assert time.perf_counter() - start < 10.0
+def test_a_frame_is_complete_and_every_point_labelled_once(body):
+    """Another seed than the shared scene: the frame has its image, 4 persons and one label per LiDAR
+    point, and each person's points are exactly the points labelled with that person."""
+    scene = simulate_scene(body, persons=4, preset="humanm3", seed=11)
+    frame = scene.frame
+    assert frame.image.shape == (frame.camera.height, frame.camera.width, 3) and frame.image.dtype == np.uint8
+    assert len(frame.persons) == len(scene.placements) == len(scene.pose_names) == 4
+    assert scene.cloud_labels.shape == (len(frame.cloud_lidar),) and np.isfinite(frame.cloud_lidar).all()
+    counts = [int((scene.cloud_labels == i).sum()) for i in range(4)]
+    assert scene.points_per_person().tolist() == counts
+    assert sum(counts) > 0
 
 
 # ---------------------------------------------------------------------------- keypoints
@@ -231,9 +237,10 @@ def test_keypoints_are_the_projected_true_joints(scene, tables):
         x, y, w, h = person.bbox_xywh
         kp = uv[seen]
         assert np.all((kp[:, 0] >= x - 1) & (kp[:, 0] <= x + w + 1) & (kp[:, 1] >= y - 1) & (kp[:, 1] <= y + h + 1))
-        np.testing.assert_allclose(person.pose3d, tables.humanm3_regressor @ truth.vertices)
+        np.testing.assert_allclose(person.pose3d, tables.humanm3_regressor @ truth.vertices, atol=1e-9)  # metres
         # the LiDAR flags follow the research method on the person's own points
-        expected = keypoint_lidar_visibility(person.points, person.keypoints[:, :2], camera, scene.preset.lidar_visibility_kernel_px)
+        expected = keypoint_lidar_visibility(person.points, person.keypoints[:, :2], camera,
+                                             scene.preset.lidar_visibility_kernel_px)
         np.testing.assert_array_equal(person.lidar_visibility, expected)
 
 
@@ -268,8 +275,8 @@ def test_init_is_wrong_in_depth_along_the_camera_ray(scene, body):
         ray = pelvis_true / np.linalg.norm(pelvis_true)
         offset = pelvis_init - pelvis_true
         assert np.linalg.norm(np.cross(offset, ray)) < 2e-3
-        assert not np.allclose(init.body_pose, truth.smpl.body_pose)
-        assert not np.allclose(init.betas, truth.smpl.betas)
+        assert not np.allclose(init.body_pose, truth.smpl.body_pose, rtol=0, atol=1e-3)  # rad
+        assert not np.allclose(init.betas, truth.smpl.betas, rtol=0, atol=1e-3)
     ratios = np.array(ratios)
     assert np.all(np.abs(ratios - 1.0) > 1e-4)
     assert np.all(np.abs(ratios - 1.0) < 3 * scene.preset.init_depth_sigma + 1e-6)

@@ -295,7 +295,8 @@ def test_udp_affine_maps_box_corners_and_centre():
     np.testing.assert_allclose(apply(center + scale / 2), [191, 255], atol=1e-9)
     np.testing.assert_allclose(apply(center), [95.5, 127.5], atol=1e-9)
     x, y = 300.0, 250.0
-    np.testing.assert_allclose(apply([x, y]), [191 / 150 * (x - center[0] + 75), 255 / 200 * (y - center[1] + 100)])
+    np.testing.assert_allclose(apply([x, y]), [191 / 150 * (x - center[0] + 75), 255 / 200 * (y - center[1] + 100)],
+                               atol=1e-9)
     # the crop really samples there: with a unit-scale crop one bright pixel lands on one input pixel
     image = np.zeros((400, 600, 3), np.uint8)
     image[200, 300] = 255  # u = x - 300.5 + 95.5 = 95, v = y - 200.5 + 127.5 = 127
