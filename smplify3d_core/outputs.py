@@ -14,7 +14,8 @@ from smplify3d_core.eval.metrics import score_against_truth
 from smplify3d_core.pipeline import FrameFit
 from smplify3d_core.sim.render import PERSON_PALETTE, render_scene
 
-_COCO_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16), (0, 1), (0, 2), (1, 3), (2, 4))
+_COCO_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 12), (11, 13), (13, 15), (12, 14), (14, 16),
+               (0, 1), (0, 2), (1, 3), (2, 4))
 
 
 def smpl_result_json(fit: FrameFit) -> dict:
@@ -52,7 +53,8 @@ def smpl_result_json(fit: FrameFit) -> dict:
             "skeleton2d": "coco17",
             "camera_intrinsics": frame.camera.K.tolist(),
         },
-        "image": {"image_id": frame.frame_id, "file_name": frame.image_file, "width": frame.camera.width, "height": frame.camera.height},
+        "image": {"image_id": frame.frame_id, "file_name": frame.image_file, "width": frame.camera.width,
+                  "height": frame.camera.height},
         "annotations": annotations,
     }
 
@@ -92,7 +94,8 @@ def draw_overlay(fit: FrameFit, faces: np.ndarray, alpha: float = 0.6) -> np.nda
     camera = frame.camera
     base = frame.image if frame.image is not None else np.full((camera.height, camera.width, 3), 40, np.uint8)
     meshes = [(result.vertices[b].numpy().astype(np.float64), faces) for b in range(len(frame.persons)) if bool(result.valid[b])]
-    colors = np.array([person_color(b) for b in range(len(frame.persons)) if bool(result.valid[b])], dtype=np.uint8).reshape(-1, 3)
+    colors = np.array([person_color(b) for b in range(len(frame.persons)) if bool(result.valid[b])],
+                      dtype=np.uint8).reshape(-1, 3)
     canvas = base.copy()
     if meshes:
         rendered, person_index, _ = render_scene(camera, meshes, colors)
@@ -165,7 +168,8 @@ def write_fit_outputs(fit: FrameFit, body, out_dir, overlay: bool = True) -> dic
     (out / f"smpl_{frame.frame_id}.json").write_text(json.dumps(smpl_result_json(fit), indent=1))
     for b, person in enumerate(frame.persons):
         if bool(result.valid[b]):
-            write_ply(out / f"person_{frame.frame_id}_{person.tracking_id}.ply", result.vertices[b].numpy(), body.faces, person_color(b))
+            write_ply(out / f"person_{frame.frame_id}_{person.tracking_id}.ply", result.vertices[b].numpy(), body.faces,
+                      person_color(b))
     if overlay:
         cv2.imwrite(str(out / f"overlay_{frame.frame_id}.png"), cv2.cvtColor(draw_overlay(fit, body.faces), cv2.COLOR_RGB2BGR))
     metrics = frame_metrics(fit, body) or {}

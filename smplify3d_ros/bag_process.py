@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smplify3d_ros.bag_io import (BagToolError, describe_topics, SMPL_ARRAY_TYPE, TF_STATIC, TF_TYPE, header_of, lookup_transform, make_typestore, open_reader, storage_plugin, topics_of, transforms_from_tf)
+from smplify3d_ros.bag_io import (BagToolError, describe_topics, SMPL_ARRAY_TYPE, TF_STATIC, TF_TYPE, header_of,
+                                  lookup_transform, make_typestore, open_reader, storage_plugin, topics_of, transforms_from_tf)
 
 
 def pair_stamps(image_stamps: list, cloud_stamps: list, slop_ns: int) -> list:

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 
-from smplify3d_ros.bag_io import (BagToolError, MSGTYPES, SIM_TOPICS, TF_STATIC, TF_TYPE, make_typestore, storage_plugin, tf_message_cdr, transient_local_qos)
+from smplify3d_ros.bag_io import (BagToolError, MSGTYPES, SIM_TOPICS, TF_STATIC, TF_TYPE, make_typestore, storage_plugin,
+                                  tf_message_cdr, transient_local_qos)
 from smplify3d_ros.stamps import ns_to_stamp
 
 

@@ -179,7 +179,8 @@ def observations_to_message(persons: Sequence[PersonObservation], header: Option
             item.global_orient = person.init.global_orient.astype(np.float32).tolist()
             item.body_pose = person.init.body_pose.astype(np.float32).tolist()
             item.betas = person.init.betas.astype(np.float32).tolist()
-            item.translation = Vector3(x=float(person.init.transl[0]), y=float(person.init.transl[1]), z=float(person.init.transl[2]))
+            item.translation = Vector3(x=float(person.init.transl[0]), y=float(person.init.transl[1]),
+                                       z=float(person.init.transl[2]))
         msg.persons.append(item)
     return msg
 

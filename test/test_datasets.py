@@ -208,7 +208,8 @@ def test_keypoint_prepass_writes_each_layout_and_resumes(tmp_path, smpl_body, bo
     demo = write_demo_lookalike(tmp_path / "demo", smpl_body, frames=1, persons=1)
     (demo / "frame_000000" / "2d_keypoints.json").unlink()
     for name, root in (("humanm3", hm3), ("sloper4d", slo), ("demo", demo)):
-        args = ["keypoints", "--dataset", name, "--data", str(root), "--vitpose-checkpoint", str(checkpoint), "--no-flip-test", "--device", "cpu"]
+        args = ["keypoints", "--dataset", name, "--data", str(root), "--vitpose-checkpoint", str(checkpoint),
+                "--no-flip-test", "--device", "cpu"]
         assert main(args) == 0
         first = capsys.readouterr().out
         assert main(args) == 0

@@ -56,7 +56,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from smplify3d_core.bench.perception import perception_bench_command
         from smplify3d_core.models import resolve_device
 
-        body = SMPLBody.from_path(args.smpl or default_body_model_dir(), gender=args.gender)
+        body = SMPLBody.from_path(args.smpl_model_path or default_body_model_dir(), gender=args.gender)
         return perception_bench_command(body, resolve_device(args.device), args.json, quick, args.seed)
     scenes = args.scenes if args.scenes is not None else (2 if quick else 10)
     persons = args.persons if args.persons is not None else (2 if quick else DEFAULT_PERSONS)
@@ -65,15 +65,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     speed_persons = args.speed_persons if args.speed_persons is not None else (2 if quick else 8)
     speed_repeats = args.speed_repeats if args.speed_repeats is not None else (1 if quick else 3)
 
-    config = load_fit_config(args.config or args.preset)
-    body = SMPLBody.from_path(args.smpl if args.smpl else default_body_model_dir(), gender=args.gender)
+    config = load_fit_config(args.preset or args.sensor)
+    body = SMPLBody.from_path(args.smpl_model_path or default_body_model_dir(), gender=args.gender)
     report = run_benchmark(
-        body, config, preset=args.preset, scenes=scenes, persons=persons, seed=args.seed, device=args.device,
+        body, config, preset=args.sensor, scenes=scenes, persons=persons, seed=args.seed, device=args.device,
         density=density, noise_cm=noise, noise_mode=args.noise_mode, speed_persons=speed_persons,
         speed_repeats=speed_repeats, progress=not args.no_progress,
     )
     report["settings"]["quick"] = quick
-    report["settings"]["config_name"] = args.config or args.preset
+    report["settings"]["config_name"] = args.preset or args.sensor
     report["settings"]["arguments"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"}
     print_report(report)
 
@@ -101,9 +101,10 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--scenes", type=int, default=None, help="number of simulated scenes (default 10; 2 with --quick)")
-    p.add_argument("--persons", type=int, default=None, help="persons per scene (default 8, a crowded HumanM3-like scene with occlusions; 2 with --quick)")
-    p.add_argument("--preset", default="humanm3", choices=("humanm3", "sloper4d"), help="simulator preset")
-    p.add_argument("--config", default=None, help="fit preset or YAML (default: the fit preset named like --preset)")
+    p.add_argument("--persons", type=int, default=None,
+                   help="persons per scene (default 8, a crowded HumanM3-like scene with occlusions; 2 with --quick)")
+    p.add_argument("--sensor", default="humanm3", choices=("humanm3", "sloper4d"), help="simulated sensor preset")
+    p.add_argument("--preset", default=None, help="fit preset or YAML (default: the fit preset named like --sensor)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--json", default=None, type=Path, help="write the full report as JSON here")
     p.add_argument("--plot", default=None, type=Path,
@@ -123,7 +124,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     # the same dest as the top-level ``smplify3d --threads`` (SUPPRESS: do not overwrite its value)
     p.add_argument("--threads", type=int, default=argparse.SUPPRESS,
                    help="torch CPU threads (same as smplify3d --threads; default: $OMP_NUM_THREADS, else 1)")
-    p.add_argument("--smpl", default=None, help="SMPL model file or folder (default: the synthetic model)")
+    p.add_argument("--smpl-model-path", default="", help="SMPL model file or folder (default: the synthetic model)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--strict", action="store_true", help="exit 1 when an acceptance target is not met")

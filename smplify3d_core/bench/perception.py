@@ -70,7 +70,8 @@ def print_perception_rows(rows: list, device) -> None:
     print(f"   {'model':<14} {'batch':>5} {'flip':>5} {'s/person':>9} {'persons/s':>10}")
     for row in rows:
         flip = "-" if row["flip"] is None else ("yes" if row["flip"] else "no")
-        print(f"   {row['model']:<14} {row['batch']:>5d} {flip:>5} {row['seconds_per_person']:>9.3f} {row['persons_per_second']:>10.2f}")
+        print(f"   {row['model']:<14} {row['batch']:>5d} {flip:>5} {row['seconds_per_person']:>9.3f} "
+              f"{row['persons_per_second']:>10.2f}")
 
 
 def perception_bench_command(body, device, json_path=None, quick: bool = False, seed: int = 0) -> int:

@@ -61,7 +61,8 @@ def print_report(report: dict, out=sys.stdout) -> None:
     p(f"   {'init':10} {sm['pve_init_mm']:8.1f} {sm['mpjpe_init_mm']:8.1f} {sm['pa_mpjpe_init_mm']:9.1f}")
     p(f"   {'fit':10} {sm['pve_fit_mm']:8.1f} {sm['mpjpe_fit_mm']:8.1f} {sm['pa_mpjpe_fit_mm']:9.1f}")
     tg = report["targets"]
-    p(f"   PVE fit/init = {sm['pve_ratio']:.3f} (target <= {tg['pve_ratio_target']}: {'met' if tg['pve_ratio_met'] else 'NOT met'})")
+    met = "met" if tg["pve_ratio_met"] else "NOT met"
+    p(f"   PVE fit/init = {sm['pve_ratio']:.3f} (target <= {tg['pve_ratio_target']}: {met})")
     st = t["stage_seconds_mean"]
     p(f"   speed: {t['fit_wall_s_mean']:.2f} s/frame ({s['persons']} persons), {t['frames_per_s']:.2f} frames/s, "
       f"{t['persons_per_s']:.2f} persons/s; mean stage times: " + ", ".join(f"{k} {v:.2f}s" for k, v in st.items()))
@@ -78,7 +79,8 @@ def print_report(report: dict, out=sys.stdout) -> None:
     p("   (pelvis = absolute pelvis position error, mm: the depth error the LiDAR corrects)")
     p()
     p("3. Sweeps (full method; " + s["sweep_method"] + ")")
-    p(f"   LiDAR density (points randomly subsampled per person; 3D term skipped below {s['fit_config']['min_lidar_points']} points)")
+    p("   LiDAR density (points randomly subsampled per person; 3D term skipped below "
+      f"{s['fit_config']['min_lidar_points']} points)")
     p(f"   {'fraction':>8} {'points/person':>13} {'<min':>5} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8}")
     for row in report["sweeps"]["density"]:
         p(f"   {row['fraction']:8.2f} {row['mean_points_per_person']:13.1f} {row['persons_below_min_points']:5d} "
@@ -88,29 +90,34 @@ def print_report(report: dict, out=sys.stdout) -> None:
     p(f"   {'sigma cm':>8} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8}")
     for row in report["sweeps"]["noise"]:
         p(f"   {row['sigma_cm']:8.1f} {row['pve_fit_mm']:7.1f} {row['mpjpe_fit_mm']:7.1f} {row['pa_mpjpe_fit_mm']:8.1f}")
-    p(f"   init PVE for reference: {sm['pve_init_mm']:.1f} mm; no 3D term: {report['variants']['no_3d_term']['pve_fit_mm']:.1f} mm")
+    p(f"   init PVE for reference: {sm['pve_init_mm']:.1f} mm; "
+      f"no 3D term: {report['variants']['no_3d_term']['pve_fit_mm']:.1f} mm")
     sp = report.get("speed")
     if sp:
         p()
         p(f"4. Speed: one frame of {sp['persons']} persons ({s['preset']}, {sum(sp['lidar_points'])} LiDAR points), "
           f"device {report['device']}, torch threads {report['torch_threads']}")
         p(f"   warm-up {sp['warmup_wall_s']:.2f} s; timed runs " + ", ".join(f"{w:.2f}" for w in sp["wall_s_runs"]) +
-          f" s; median {sp['wall_s_median']:.2f} s (target <= {sp['target_s']:.0f} s: {'met' if sp['target_met'] else 'NOT met'})")
-        p("   per-stage split of the median run: " + ", ".join(f"{k} {v:.2f}s" for k, v in sp["stage_seconds_median_run"].items()))
+          f" s; median {sp['wall_s_median']:.2f} s "
+          f"(target <= {sp['target_s']:.0f} s: {'met' if sp['target_met'] else 'NOT met'})")
+        p("   per-stage split of the median run: " + ", ".join(f"{k} {v:.2f}s" for k,
+                                                               v in sp["stage_seconds_median_run"].items()))
     d = report["diagnosis"]
     p()
     p("Diagnosis (full method, per person PVE fit/init)")
     q = d["person_pve_ratio_quantiles"]
     if q:
         p("   ratio quantiles: " + ", ".join(f"{int(k * 100)}% {v:.2f}" for k, v in q.items()) +
-          f"; worse than init: {d['persons_worse_than_init']}, above {tg['pve_ratio_target']}: {d['persons_above_target_ratio']} of {sm['persons']}")
+          f"; worse than init: {d['persons_worse_than_init']}, "
+          f"above {tg['pve_ratio_target']}: {d['persons_above_target_ratio']} of {sm['persons']}")
     for title, key, unit in (("LiDAR points", "by_points", ""), ("depth", "by_depth_m", " m"),
                              ("confident keypoints (conf >= 0.6)", "by_confident_keypoints", ""),
                              ("keypoints occluded by others (conf < 0.3)", "by_occluded_keypoints", "")):
         p(f"   by {title}:")
         for b in d[key]:
             high = "inf" if b["range"][1] is None else f"{b['range'][1]:g}"
-            p(f"     [{b['range'][0]:g}, {high}){unit}: n={b['persons']:3d}  PVE {b['pve_init_mm']:6.1f} -> {b['pve_fit_mm']:6.1f} "
+            p(f"     [{b['range'][0]:g}, {high}){unit}: n={b['persons']:3d}  "
+              f"PVE {b['pve_init_mm']:6.1f} -> {b['pve_fit_mm']:6.1f} "
               f"(ratio {b['pve_ratio']:.2f}), pelvis {b['pelvis_error_init_mm']:6.1f} -> {b['pelvis_error_fit_mm']:6.1f}")
     p("   persons improved least: scene/id points depth conf-kp occl-kp lidar-kp PVE init->fit pelvis init->fit flags")
     for w in d["worst_persons"][:5]:

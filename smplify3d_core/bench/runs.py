@@ -336,8 +336,8 @@ def diagnose(rows: List[dict]) -> dict:
     and the persons whose PVE improved least."""
     ranked = sorted(rows, key=lambda r: r["pve_fit_mm"] / max(r["pve_init_mm"], 1e-9), reverse=True)
     worst = [{k: r[k] for k in ("scene", "tracking_id", "lidar_points", "depth_m", "confident_keypoints",
-                                 "occluded_keypoints", "lidar_visible_keypoints", "pve_init_mm", "pve_fit_mm", "pelvis_error_init_mm",
-                                 "pelvis_error_fit_mm", "flags")} for r in ranked[:8]]
+                                 "occluded_keypoints", "lidar_visible_keypoints", "pve_init_mm", "pve_fit_mm",
+                                 "pelvis_error_init_mm", "pelvis_error_fit_mm", "flags")} for r in ranked[:8]]
     ratios = np.array([r["pve_fit_mm"] / max(r["pve_init_mm"], 1e-9) for r in rows]) if rows else np.zeros(0)
     return {
         "by_points": _bin_rows(rows, "lidar_points", [0, 10, 50, 150, 400, math.inf]),

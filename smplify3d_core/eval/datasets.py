@@ -118,7 +118,8 @@ def transform_smpl(params: SMPLParams, T: np.ndarray, body) -> SMPLParams:
     return SMPLParams(orient, params.body_pose.copy(), params.betas.copy(), transl)
 
 
-def box_from_joints(uv: np.ndarray, camera: PinholeCamera, enlarge_x: float = 0.35, enlarge_y: float = 0.15) -> Optional[np.ndarray]:
+def box_from_joints(uv: np.ndarray, camera: PinholeCamera, enlarge_x: float = 0.35,
+                    enlarge_y: float = 0.15) -> Optional[np.ndarray]:
     """The bbox (x, y, w, h) of projected joints, enlarged (35% in x and 15% in y about its centre,
     the research rule) and clipped to the image; None when no joint lands inside the image."""
     uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)

@@ -76,7 +76,10 @@ def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObserva
 def smpl_meshes(body, params: List[SMPLParams]):
     """(vertices (B, V, 3), joints (B, 24, 3)) float64 numpy of SMPL parameter records."""
     dtype, device = body.v_template.dtype, body.v_template.device
-    stack = lambda name: torch.as_tensor(np.stack([getattr(p, name) for p in params]), dtype=dtype, device=device)
+
+    def stack(name: str) -> torch.Tensor:
+        return torch.as_tensor(np.stack([getattr(p, name) for p in params]), dtype=dtype, device=device)
+
     out = body(stack("global_orient"), stack("body_pose"), stack("betas"), stack("transl"))
     return out.vertices.double().cpu().numpy(), out.joints.double().cpu().numpy()
 
@@ -154,7 +157,8 @@ def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path, fron
     folder = out / ref.sequence
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / f"smpl_{ref.frame_id}.json", smpl_result_json(fit))
-    record = {"version": CACHE_VERSION, "setup": _setup_key(reader, fitter), "dataset": reader.name, "sequence": ref.sequence, "frame": ref.frame_id,
+    record = {"version": CACHE_VERSION, "setup": _setup_key(reader, fitter), "dataset": reader.name,
+              "sequence": ref.sequence, "frame": ref.frame_id,
               "index": ref.index, "notes": notes, "fit_seconds": float(sum(result.stage_seconds.values())),
               "persons": persons}
     write_json_atomic(_cache_path(out, ref), record)  # written last: its presence marks the frame done
@@ -225,7 +229,9 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
         for person in record["persons"]:
             if person["metrics_fit"] is None or person["metrics_init"] is None or not person["valid"]:
                 continue
-            keep = lambda m: {k: v for k, v in m.items() if with_pck or k not in ("pck50", "auc_0_200")}
+            def keep(metrics: dict) -> dict:
+                return {k: v for k, v in metrics.items() if with_pck or k not in ("pck50", "auc_0_200")}
+
             rows.append({"sequence": record["sequence"], "frame": record["frame"], "index": record["index"],
                          "tracking_id": person["tracking_id"], "init": keep(person["metrics_init"]),
                          "fit": keep(person["metrics_fit"])})

@@ -169,7 +169,8 @@ class HumanM3Reader(DatasetReader):
                 kp = np.zeros((17, 4))
             else:
                 kp = keypoints[tid] if keypoints is not None else np.zeros((17, 4))
-            persons.append(PersonObservation(str(tid), box, kp[:, :3], kp[:, 3], points, init=inits.get(str(tid)), pose3d=joints_cam))
+            persons.append(PersonObservation(str(tid), box, kp[:, :3], kp[:, 3], points, init=inits.get(str(tid)),
+                                             pose3d=joints_cam))
         frame = FrameObservation(sequence=ref.sequence, frame_id=ref.frame_id, camera=camera, T_cam_lidar=T_cam_world,
                                  persons=persons, image=image, image_file=str(image_path.relative_to(self.test_dir)),
                                  cloud_lidar=cloud)

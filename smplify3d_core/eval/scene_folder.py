@@ -66,7 +66,8 @@ def _write_json(path: Path, payload) -> None:
     path.write_text(json.dumps(payload, indent=1))
 
 
-def write_scene_folder(frame: FrameObservation, out_dir, camera_name: str = "camera", cloud_labels: Optional[np.ndarray] = None) -> Path:
+def write_scene_folder(frame: FrameObservation, out_dir, camera_name: str = "camera",
+                       cloud_labels: Optional[np.ndarray] = None) -> Path:
     """Write ``frame`` as a scene folder and return the folder path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,8 @@ def write_scene_folder(frame: FrameObservation, out_dir, camera_name: str = "cam
         })
         np.savez_compressed(out / TRUTH_VERTICES_FILE, **{tid: t.vertices.astype(np.float32) for tid, t in frame.truth.items()})
     if frame.cloud_lidar is not None:
-        labels = np.full(len(frame.cloud_lidar), -1, dtype=np.int32) if cloud_labels is None else np.asarray(cloud_labels, dtype=np.int32)
+        labels = np.full(len(frame.cloud_lidar), -1, dtype=np.int32) if cloud_labels is None else np.asarray(cloud_labels,
+                                                                                                             dtype=np.int32)
         np.savez_compressed(out / CLOUD_FILE, points_lidar=frame.cloud_lidar.astype(np.float32), labels=labels)
     return out
 
@@ -424,7 +426,8 @@ def read_scene_folder(folder, load_image: bool = True, require_keypoints: bool =
         else:
             kp = np.asarray(keypoints[tid], dtype=np.float64)
         if kp.shape != (17, 4):
-            raise SceneFolderError(f"{folder / KEYPOINTS_FILE}: keypoints of {tid!r} must be 17 x [x, y, score, lidar_visibility], got shape {kp.shape}")
+            raise SceneFolderError(f"{folder / KEYPOINTS_FILE}: keypoints of {tid!r} must be "
+                                   f"17 x [x, y, score, lidar_visibility], got shape {kp.shape}")
         points = np.asarray(record["human_points"], dtype=np.float64).reshape(-1, 3)
         pose3d = None if record.get("pose3d") is None else np.asarray(record["pose3d"], dtype=np.float64)
         if T_points is not None:  # data.pkl in the LiDAR frame: into the camera frame

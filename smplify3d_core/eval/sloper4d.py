@@ -206,7 +206,8 @@ class Sloper4DReader(DatasetReader):
         if ref.frame_id in frames_kp:
             keypoints = np.asarray(frames_kp[ref.frame_id], dtype=np.float64)
             if keypoints.shape != (17, 4):
-                raise DatasetError(f"{ref.files['keypoints']}: frame {ref.frame_id} must have 17 x [x, y, score, lidar_visibility]")
+                raise DatasetError(f"{ref.files['keypoints']}: frame {ref.frame_id} must have "
+                                   "17 x [x, y, score, lidar_visibility]")
         else:
             skel = labels["RGB_frames"].get("skel_2d")
             skel = None if skel is None or len(skel) <= i else np.asarray(skel[i], dtype=np.float64)

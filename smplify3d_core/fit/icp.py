@@ -41,7 +41,8 @@ def _masked_bbox_centre(points: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     return torch.where(mask.any(1, keepdim=True), centre, torch.zeros_like(centre))
 
 
-def weighted_similarity(source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, with_rotation: bool = True, with_scale: bool = False):
+def weighted_similarity(source: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, with_rotation: bool = True,
+                        with_scale: bool = False):
     """Least-squares (scale, rotation, translation) taking source onto target (Umeyama/Kabsch).
 
     source, target: (B, N, 3) paired points; weights: (B, N) >= 0. Persons whose weights sum
@@ -132,7 +133,8 @@ def rigid_icp(
             if bool(converged.all()):
                 break
         previous = rmse
-        new_scale, new_rotation, new_translation = weighted_similarity(source, matched, weights.to(dtype), with_rotation, with_scale)
+        new_scale, new_rotation, new_translation = weighted_similarity(source, matched, weights.to(dtype), with_rotation,
+                                                                       with_scale)
         keep = ~(weights.any(1)) | converged
         transform = RigidTransform(
             torch.where(keep[:, None, None], transform.rotation, new_rotation),

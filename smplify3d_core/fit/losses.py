@@ -42,7 +42,8 @@ def reprojection_loss(
     return (confidence ** 2 * residual).sum(-1)
 
 
-def mean_reprojection_error(joints3d: torch.Tensor, keypoints: torch.Tensor, valid: torch.Tensor, K: torch.Tensor) -> torch.Tensor:
+def mean_reprojection_error(joints3d: torch.Tensor, keypoints: torch.Tensor, valid: torch.Tensor,
+                            K: torch.Tensor) -> torch.Tensor:
     """Mean pixel distance between projected joints and keypoints over ``valid`` (B, 17) joints."""
     distance = (project_points(joints3d, K) - keypoints).norm(dim=-1)
     weights = valid.to(distance.dtype)

@@ -96,7 +96,8 @@ class SMPLify3D:
             method=self.config.nearest_neighbours, points_index=points_index,
         )
 
-    def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor, flags: list, result_losses: dict) -> None:
+    def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor,
+                   flags: list, result_losses: dict) -> None:
         """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses."""
         if iterations <= 0 or not trainable:
             return
@@ -174,7 +175,8 @@ class SMPLify3D:
         if cfg.icp.enabled and cfg.use_lidar and bool(use_3d.any()):
             with torch.no_grad():
                 out = self.body(**params)
-                surface_mask = self.surface.mask(out.vertices, visibility.lidar_parts, inputs.sensor_origin, cfg.dot_product_threshold)
+                surface_mask = self.surface.mask(out.vertices, visibility.lidar_parts, inputs.sensor_origin,
+                                                 cfg.dot_product_threshold)
                 surface_mask &= use_3d[:, None] & active[:, None]
                 transform = rigid_icp(
                     out.vertices[:, self.surface.subset], surface_mask, inputs.points, inputs.points_mask,
@@ -196,7 +198,8 @@ class SMPLify3D:
 
         def stage1_loss(p):
             out = self.body(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
-            reprojection = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K, cfg.stage1.sigma_px, True)
+            reprojection = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K,
+                                             cfg.stage1.sigma_px, True)
             return reprojection + cfg.stage1.shape_weight ** 2 * shape_prior(p["betas"])
 
         def stage2_loss(p):
@@ -215,7 +218,8 @@ class SMPLify3D:
         self._run_stage("stage1", params, ("betas",), cfg.stage1.iterations, stage1_loss, active, flags, stage_losses)
         timings["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
-        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), cfg.stage2.iterations, stage2_loss, active, flags, stage_losses)
+        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), cfg.stage2.iterations, stage2_loss,
+                        active, flags, stage_losses)
         timings["stage2"] = time.perf_counter() - start
 
         # stage 3 moves the mesh rigidly: pose it once and only add the translation change
@@ -228,11 +232,13 @@ class SMPLify3D:
 
         def stage3_loss(p):
             vertices = base_vertices + p["transl"][:, None]
-            loss = reprojection_loss(base_coco + p["transl"][:, None], inputs.keypoints, image_conf, inputs.K, cfg.stage3.sigma_px, False)
+            loss = reprojection_loss(base_coco + p["transl"][:, None], inputs.keypoints, image_conf, inputs.K,
+                                     cfg.stage3.sigma_px, False)
             loss = loss + cfg.stage3.shape_weight ** 2 * shape_prior(p["betas"])
             if cfg.use_lidar:
                 if "mask" not in surface_cache:  # a pure translation hardly changes which vertices face the sensor
-                    surface_cache["mask"] = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin, cfg.dot_product_threshold)
+                    surface_cache["mask"] = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin,
+                                                              cfg.dot_product_threshold)
                 chamfer = self._chamfer(vertices, inputs, lidar_parts, use_3d, points_index, surface_cache["mask"])
                 loss = loss + cfg.stage3.pointcloud_weight ** 2 * chamfer
             return loss
@@ -243,8 +249,10 @@ class SMPLify3D:
         with torch.no_grad():
             out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
             coco = self._coco_joints(out.vertices)
-            reprojection_px = mean_reprojection_error(coco, inputs.keypoints, visibility.image_keypoints & (inputs.confidence > 0), inputs.K)
-            chamfer = self._chamfer(out.vertices, inputs, lidar_parts, use_3d, points_index) if cfg.use_lidar else torch.zeros(batch, device=self.device)
+            reprojection_px = mean_reprojection_error(coco, inputs.keypoints,
+                                                      visibility.image_keypoints & (inputs.confidence > 0), inputs.K)
+            chamfer = self._chamfer(out.vertices, inputs, lidar_parts, use_3d,
+                                    points_index) if cfg.use_lidar else torch.zeros(batch, device=self.device)
         valid = inputs.usable & torch.isfinite(out.vertices).all(2).all(1)
         return FitResult(
             global_orient=params["global_orient"].cpu(), body_pose=params["body_pose"].cpu(),

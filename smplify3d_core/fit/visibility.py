@@ -92,7 +92,8 @@ class VisibleSurface:
         self.faces = torch.as_tensor(faces, dtype=torch.long, device=device)
 
     @torch.no_grad()
-    def mask(self, vertices: torch.Tensor, lidar_parts: torch.Tensor, sensor_origin: torch.Tensor, dot_threshold: float) -> torch.Tensor:
+    def mask(self, vertices: torch.Tensor, lidar_parts: torch.Tensor, sensor_origin: torch.Tensor,
+             dot_threshold: float) -> torch.Tensor:
         in_part = torch.gather(lidar_parts, 1, self.subset_part[None].expand(lidar_parts.shape[0], -1))
         if dot_threshold <= -1.0:
             return in_part

@@ -63,7 +63,8 @@ class BatchedKDTree:
         return torch.from_numpy(out).to(query.device)
 
 @torch.no_grad()
-def nearest_indices(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch.Tensor | None = None, method: str = "auto") -> torch.Tensor:
+def nearest_indices(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch.Tensor | None = None,
+                    method: str = "auto") -> torch.Tensor:
     """Index into ``ref`` of each query point's nearest valid neighbour.
 
     query: (B, N, 3); ref: (B, M, 3); ref_mask: (B, M) bool (all valid when None).

@@ -68,12 +68,15 @@ def matrix_to_quaternion(matrix: torch.Tensor) -> torch.Tensor:
     )
     best = candidates.argmax(dim=-1)
     root = torch.sqrt(candidates.clamp(min=1e-12))
+    # differences and sums of the off-diagonal pairs
+    d21, d02, d10 = m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]
+    s10, s02, s21 = m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] + m[..., 1, 2]
     quats = torch.stack(
         [
-            torch.stack([root[..., 0] ** 2, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] - m[..., 0, 1]], -1) / (2 * root[..., 0:1]),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], root[..., 1] ** 2, m[..., 1, 0] + m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0]], -1) / (2 * root[..., 1:2]),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], root[..., 2] ** 2, m[..., 2, 1] + m[..., 1, 2]], -1) / (2 * root[..., 2:3]),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 2, 1] + m[..., 1, 2], root[..., 3] ** 2], -1) / (2 * root[..., 3:4]),
+            torch.stack([root[..., 0] ** 2, d21, d02, d10], -1) / (2 * root[..., 0:1]),
+            torch.stack([d21, root[..., 1] ** 2, s10, s02], -1) / (2 * root[..., 1:2]),
+            torch.stack([d02, s10, root[..., 2] ** 2, s21], -1) / (2 * root[..., 2:3]),
+            torch.stack([d10, s02, s21, root[..., 3] ** 2], -1) / (2 * root[..., 3:4]),
         ],
         dim=-2,
     )  # (..., 4 candidates, 4)

@@ -121,8 +121,8 @@ def shape_features(points: np.ndarray, up: np.ndarray, heights: np.ndarray, conf
     Returns planarity (fraction of points on ≤ 2 vertical planes + the top 4 cm), top_fraction
     (fraction of points within 4 cm of the highest one), width_ratio
     (largest / smallest lateral width of 0.15 m slices between the 2nd and 98th height percentiles
-    less 0.15 m at each end, 0 when fewer than two slices have ≥ 5 points), cylinder_radius and cylinder_residual (algebraic circle fit of
-    the ground projection, metres).
+    less 0.15 m at each end, 0 when fewer than two slices have ≥ 5 points), cylinder_radius and
+    cylinder_residual (algebraic circle fit of the ground projection, metres).
     """
     sensor = np.zeros(3) if sensor is None else np.asarray(sensor, dtype=np.float64)
     helper = np.array([1.0, 0.0, 0.0]) if abs(up[0]) < 0.9 else np.array([0.0, 1.0, 0.0])

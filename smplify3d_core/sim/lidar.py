@@ -89,7 +89,8 @@ def lidar_ray_directions(preset: SimPreset) -> np.ndarray:
     azimuth from left to right.
     """
     low, high = preset.lidar_vertical_fov_deg
-    elevations = np.deg2rad(np.linspace(low, high, preset.lidar_beams)) if preset.lidar_beams > 1 else np.deg2rad([0.5 * (low + high)])
+    elevations = np.deg2rad(np.linspace(low, high,
+                                        preset.lidar_beams)) if preset.lidar_beams > 1 else np.deg2rad([0.5 * (low + high)])
     half = np.rad2deg(preset.horizontal_fov) / 2.0 + preset.lidar_azimuth_margin_deg
     half = min(half, 180.0)
     steps = int(np.floor(half / preset.lidar_azimuth_res_deg))

@@ -29,7 +29,7 @@ _LEFT_TO_RIGHT = {
     L_HIP: R_HIP, L_KNEE: R_KNEE, L_ANKLE: R_ANKLE, L_FOOT: R_FOOT, L_COLLAR: R_COLLAR,
     L_SHOULDER: R_SHOULDER, L_ELBOW: R_ELBOW, L_WRIST: R_WRIST, L_HAND: R_HAND,
 }
-_MIRROR_JOINT = {**_LEFT_TO_RIGHT, **{r: l for l, r in _LEFT_TO_RIGHT.items()}}
+_MIRROR_JOINT = {**_LEFT_TO_RIGHT, **{right: left for left, right in _LEFT_TO_RIGHT.items()}}
 
 POSE_NAMES = (
     "standing", "walking", "arms_raised", "crouching", "waving", "pointing", "hands_on_hips", "t_pose",
