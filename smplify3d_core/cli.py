@@ -82,7 +82,8 @@ def _print_fit_table(metrics: dict, result) -> None:
     print(f"{'person':>6} {'points':>6} {'depth':>6} | {'PVE init':>9} {'PVE fit':>8} | "
           f"{'MPJPE init':>10} {'MPJPE fit':>9} | {'PA-MPJPE fit':>12}")
     for row in rows:
-        print(f"{row['tracking_id']:>6} {row['lidar_points']:>6d} {row['depth_m']:>5.1f}m | {row['pve_init_mm']:>8.1f} {row['pve_fit_mm']:>8.1f} | "
+        print(f"{row['tracking_id']:>6} {row['lidar_points']:>6d} {row['depth_m']:>5.1f}m | "
+              f"{row['pve_init_mm']:>8.1f} {row['pve_fit_mm']:>8.1f} | "
               f"{row['mpjpe_init_mm']:>10.1f} {row['mpjpe_fit_mm']:>9.1f} | {row['pa_mpjpe_fit_mm']:>12.1f}")
 
 
