@@ -20,7 +20,6 @@ import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library
 
 import argparse
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -61,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--startup-timeout", type=float, default=90.0,
                         help="seconds to wait for the first result before giving up")
     parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
+    parser.add_argument("--domain-id", type=int, default=None, choices=DEMO_DOMAIN_IDS, metavar="ID",
+                        help="DDS domain of the demo's nodes (default: one derived from the process id; 1-101 or 215-232)")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0 or args.persons < 1 or args.scenes < 1 or args.startup_timeout <= 0:
         parser.error("--seconds, --rate and --startup-timeout must be > 0, --persons and --scenes >= 1")
@@ -71,10 +72,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 # processes
 # ----------------------------------------------------------------------------------------------
 
-def ros_environment() -> dict:
-    """This process's environment with a random ROS_DOMAIN_ID and loopback-only discovery."""
+#: DDS domain ids the demo may take: Fast DDS maps id N to UDP ports 7400 + 250 N + offsets, so ids above
+#: 232 overflow; on Linux the ports of ids 102-214 fall in the kernel's ephemeral range; 0 is a robot's default.
+DEMO_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
+
+
+def ros_environment(domain_id: Optional[int] = None) -> dict:
+    """This process's environment with its own ROS_DOMAIN_ID (``domain_id``, else one derived from the
+    process id) and loopback-only discovery."""
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 200))
+    if domain_id is None:
+        domain_id = DEMO_DOMAIN_IDS[os.getpid() % len(DEMO_DOMAIN_IDS)]
+    env["ROS_DOMAIN_ID"] = str(int(domain_id))
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("OMP_NUM_THREADS", "1")
     env["PYTHONUNBUFFERED"] = "1"
@@ -179,9 +188,12 @@ def run(args) -> int:
 
     from smplify3d_ros.msg import SMPLArray
 
+    from smplify3d_core.sim.pose_prior import simulator_pose_prior_path
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    env = ros_environment()
+    simulator_pose_prior_path()  # the node reads the project's pose prior: written here once when missing
+    env = ros_environment(args.domain_id)
     os.environ["ROS_DOMAIN_ID"], os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_DOMAIN_ID"], "LOCALHOST"
     sim_params, node_params = node_parameters(args)
     recorder = BagRecorder(out / "bag", TOPICS)

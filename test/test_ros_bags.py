@@ -175,10 +175,9 @@ def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed
     args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
-    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
     node = player = None
     try:
         listener = rclpy.create_node("bag_round_trip_listener", context=context)

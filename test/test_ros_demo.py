@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from ros_processes import ros_domain_id
 
 pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("rosbags", reason="rosbags is not installed")
@@ -13,7 +14,8 @@ pytest.importorskip("rosbags", reason="rosbags is not installed")
 def test_demo_runs_prints_a_summary_and_writes_a_self_describing_mcap(tmp_path, body_model_dir):
     out = tmp_path / "demo"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    process = subprocess.run([sys.executable, "-m", "smplify3d_ros.demo", "--seconds", "4", "--out", str(out)],
+    process = subprocess.run([sys.executable, "-m", "smplify3d_ros.demo", "--seconds", "4", "--out", str(out),
+                              "--domain-id", str(ros_domain_id(4))],
                              env=env, capture_output=True, text=True, timeout=300)
     print(process.stdout[-4000:], process.stderr[-4000:])
     assert process.returncode == 0, process.stderr[-3000:]

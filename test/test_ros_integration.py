@@ -47,10 +47,9 @@ def test_node_answers_the_synthetic_stream_with_accurate_bodies(running_nodes, r
     from smplify3d_ros.msg import SMPLArray
     from visualization_msgs.msg import MarkerArray
 
-    os.environ["ROS_DOMAIN_ID"] = ros_env["ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     try:
         listener = rclpy.create_node("integration_listener", context=context)
         results, truths, markers = [], {}, []
@@ -116,10 +115,9 @@ def test_ros2_param_describe_documents_every_parameter(running_nodes, ros_env):
 
     from smplify3d_ros.params import parameter_specs
 
-    os.environ["ROS_DOMAIN_ID"] = ros_env["ROS_DOMAIN_ID"]
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     context = rclpy.Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=int(ros_env["ROS_DOMAIN_ID"]))
     try:
         client_node = rclpy.create_node("describe_client", context=context)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
