@@ -27,6 +27,7 @@ from geometry_msgs.msg import Quaternion, Transform, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from smplify3d_core.image import RGB8_ENCODINGS, to_rgb8
 from smplify3d_core.types import PinholeCamera
 from smplify3d_ros.stamps import seconds_to_stamp, stamp_to_seconds
 
@@ -104,10 +105,6 @@ IMAGE_ENCODINGS: Dict[str, Tuple[np.dtype, int]] = {
     "64FC1": (np.dtype(np.float64), 1),
 }
 
-#: Encodings :func:`image_to_rgb8` accepts.
-RGB8_ENCODINGS: Tuple[str, ...] = (
-    "rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1", "32FC1", "8UC3",
-)
 
 
 def _encoding_spec(encoding: str, supported) -> Tuple[np.dtype, int]:
@@ -155,57 +152,19 @@ def image_to_array(msg: Image) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
 
-def _scale_to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Linearly map the finite values' [min, max] onto [0, 255]; non-finite -> 0, constant -> 0."""
-    a = arr.astype(np.float64)
-    finite = np.isfinite(a)
-    out = np.zeros(a.shape, dtype=np.uint8)
-    if not finite.any():
-        return out
-    lo, hi = float(a[finite].min()), float(a[finite].max())
-    if hi <= lo:
-        return out
-    scaled = (a[finite] - lo) * (255.0 / (hi - lo))
-    out[finite] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-    return out
-
-
 def image_to_rgb8(msg: Image) -> np.ndarray:
     """Decode a ``sensor_msgs/Image`` into an ``(H, W, 3)`` uint8 RGB array.
 
-    Encodings:
-      * ``rgb8``, ``bgr8``, ``rgba8``, ``bgra8``: channels reordered, alpha dropped.
-      * ``8UC3``: treated as ``bgr8`` (OpenCV's default channel order, which is what drivers
-        publishing the generic type almost always send).
-      * ``mono8`` / ``8UC1``: grey replicated to three channels.
-      * ``mono16``: a 16-bit intensity image, mapped to 8 bits by ``round(v * 255 / 65535)``.
-      * ``16UC1`` and ``32FC1`` (depth-like; millimetres or metres): linearly scaled so the finite
-        minimum maps to 0 and the finite maximum to 255 (per image, so brightness is not
-        comparable across frames); NaN/inf map to 0, a constant image maps to all zeros. This is
-        for visualisation / the 2-D detector only, never for metric use.
-
-    Anything else (``yuv422``, ``bayer_rggb8``, ``16UC3``...) raises ConversionError naming the
-    encoding and the supported list.
+    The bytes are decoded by :func:`image_to_array`; the pixels then go through
+    :func:`smplify3d_core.image.to_rgb8`, the one conversion every entry point uses (its docstring
+    lists the encodings and how 16-bit and float images are mapped). Anything else (``yuv422``,
+    ``bayer_rggb8``, ``16UC3``...) raises ConversionError naming the encoding and the supported list.
     """
     _encoding_spec(msg.encoding, RGB8_ENCODINGS)
-    arr = image_to_array(msg)
-    enc = msg.encoding
-    if enc == "rgb8":
-        rgb = arr
-    elif enc in ("bgr8", "8UC3"):
-        rgb = arr[..., ::-1]
-    elif enc == "rgba8":
-        rgb = arr[..., :3]
-    elif enc == "bgra8":
-        rgb = arr[..., 2::-1]
-    elif enc in ("mono8", "8UC1"):
-        rgb = np.repeat(arr[..., None], 3, axis=2)
-    elif enc == "mono16":
-        grey = ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-        rgb = np.repeat(grey[..., None], 3, axis=2)
-    else:  # 16UC1, 32FC1
-        rgb = np.repeat(_scale_to_uint8(arr)[..., None], 3, axis=2)
-    return np.ascontiguousarray(rgb, dtype=np.uint8)
+    try:
+        return to_rgb8(image_to_array(msg), msg.encoding)
+    except ValueError as error:
+        raise ConversionError(str(error)) from error
 
 
 def array_to_image(

@@ -40,6 +40,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
 DATA_FILE = "data.pkl"
@@ -431,8 +432,8 @@ def read_scene_folder(folder, load_image: bool = True, require_keypoints: bool =
         points = np.asarray(record["human_points"], dtype=np.float64).reshape(-1, 3)
         pose3d = None if record.get("pose3d") is None else np.asarray(record["pose3d"], dtype=np.float64)
         if T_points is not None:  # data.pkl in the LiDAR frame: into the camera frame
-            points = points @ T_points[:3, :3].T + T_points[:3, 3]
-            pose3d = None if pose3d is None else pose3d @ T_points[:3, :3].T + T_points[:3, 3]
+            points = transform_points(T_points, points)
+            pose3d = None if pose3d is None else transform_points(T_points, pose3d)
         persons.append(PersonObservation(
             tracking_id=tid,
             bbox_xywh=np.asarray(record["bbox2d_xywh"], dtype=np.float64),

@@ -222,8 +222,3 @@ class HRNetEncoder(nn.Module):
             y = self.incre_modules[i + 1](features[i + 1]) + down(y)
         y = self.final_layer(y)
         return y.mean(dim=(2, 3))
-
-
-def hrnet_w48() -> HRNetEncoder:
-    """CLIFF's HRNet-W48 encoder (randomly initialised; load weights with the CLIFF checkpoint)."""
-    return HRNetEncoder(width=48)

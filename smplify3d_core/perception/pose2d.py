@@ -281,9 +281,3 @@ class KeypointEstimator:
             heatmaps[valid] = self.infer_heatmaps(crops)
             keypoints[valid] = decode_heatmaps(heatmaps[valid], centers, scales)
         return (keypoints, heatmaps) if return_heatmaps else keypoints
-
-
-def estimate_keypoints(model: torch.nn.Module, image_rgb: np.ndarray, boxes_xywh, device="cpu",
-                       flip_test: bool = True, half: bool = False) -> np.ndarray:
-    """One-shot helper: ``KeypointEstimator(model, device, flip_test, half)(image_rgb, boxes_xywh)``."""
-    return KeypointEstimator(model, device, flip_test=flip_test, half=half)(image_rgb, boxes_xywh)

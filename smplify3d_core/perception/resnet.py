@@ -38,8 +38,3 @@ class ResNetEncoder(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return x.mean(dim=(2, 3))
-
-
-def resnet50() -> ResNetEncoder:
-    """ResNet-50 encoder (randomly initialised)."""
-    return ResNetEncoder((3, 4, 6, 3))
