@@ -269,23 +269,15 @@ def _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, obs
     from rclpy.serialization import deserialize_message
 
     from smplify3d_core.pipeline import FrameOutcome
-    from smplify3d_ros.conversions import ConversionError
-    from smplify3d_ros.processing import NO_OBSERVATIONS, matching_observations, sensor_frame_from_messages
+    from smplify3d_ros.processing import process_messages
 
     if camera_error is not None or camera is None:
         return FrameOutcome.skipped(camera_error or "no valid camera_info")
-    observations_msg = None
+    candidates = None
     if use_observations:
         candidates = [deserialize_message(observations[k][1], _observation_array_class())
                       for k in _nearest(obs_stamps, image_stamp, slop_ns)]
-        observations_msg = matching_observations(candidates, image_msg.header.stamp, slop_s)
-        if observations_msg is None:
-            return FrameOutcome.skipped(NO_OBSERVATIONS)
-    try:
-        frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T, observations_msg)
-    except ConversionError as error:
-        return FrameOutcome.skipped(str(error))
-    return processor.process(frame)
+    return process_messages(processor, image_msg, cloud_msg, camera, T, candidates, slop_s)
 
 
 def _print_summary(summary: dict) -> None:

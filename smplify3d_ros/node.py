@@ -42,7 +42,7 @@ from smplify3d_ros.conversions import ConversionError, array_to_image, camera_in
 from smplify3d_ros.extrinsics import ExtrinsicsSource
 from smplify3d_ros.markers import markers_for_persons
 from smplify3d_ros.params import declare_node_parameters
-from smplify3d_ros.processing import NO_OBSERVATIONS, matching_observations, sensor_frame_from_messages
+from smplify3d_ros.processing import process_messages
 from smplify3d_ros.stamps import stamp_to_seconds
 from smplify3d_ros.spin import spin_until_signal
 from smplify3d_ros.sync import make_synchronizer
@@ -269,17 +269,8 @@ class SMPLify3DNode(Node):
         T, why = self.extrinsics.get(cloud_msg.header.stamp, image_msg.header.frame_id, cloud_msg.header.frame_id)
         if T is None:
             return FrameOutcome.skipped(why)
-        observations_msg = None
-        if self.settings.observations_topic:
-            observations_msg = matching_observations(self._observations_for(image_msg), image_msg.header.stamp,
-                                                     self.settings.sync_slop)
-            if observations_msg is None:
-                return FrameOutcome.skipped(NO_OBSERVATIONS)
-        try:
-            sensor_frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T, observations_msg)
-        except ConversionError as error:
-            return FrameOutcome.skipped(str(error))
-        return self.processor.process(sensor_frame)
+        candidates = self._observations_for(image_msg) if self.settings.observations_topic else None
+        return process_messages(self.processor, image_msg, cloud_msg, camera, T, candidates, self.settings.sync_slop)
 
     def _note_thinning(self, outcome: FrameOutcome) -> None:
         valid, used = outcome.cloud_points

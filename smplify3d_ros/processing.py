@@ -8,14 +8,14 @@ node and ``smplify3d-bag process``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from sensor_msgs.msg import CompressedImage
 
 from smplify3d_core.observe import SensorFrame
 from smplify3d_core.types import PinholeCamera
-from smplify3d_ros.conversions import compressed_to_rgb8, image_to_rgb8, pointcloud2_to_xyz
+from smplify3d_ros.conversions import ConversionError, compressed_to_rgb8, image_to_rgb8, pointcloud2_to_xyz
 from smplify3d_ros.stamps import stamp_to_ns, stamp_to_seconds
 
 #: Skip reason in observations mode when no ObservationArray matches the image.
@@ -53,3 +53,26 @@ def sensor_frame_from_messages(image_msg, cloud_msg, camera: PinholeCamera, T_ca
         stamp=stamp_to_seconds(image_msg.header.stamp),
         observations=observations,
     )
+
+
+def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_cam_lidar: np.ndarray,
+                     observation_candidates: Optional[Sequence], slop_s: float):
+    """The :class:`~smplify3d_core.pipeline.FrameOutcome` of one synchronized pair of messages.
+
+    processor: the stream's FrameProcessor; observation_candidates: None when the persons come from
+    the front-ends, else the recent ObservationArray messages (the one within ``slop_s`` of the
+    image is used; none: the frame is skipped). A message that cannot be decoded skips the frame
+    with the decoder's reason. The node and ``smplify3d-bag process`` both call this.
+    """
+    from smplify3d_core.pipeline import FrameOutcome
+
+    observations_msg = None
+    if observation_candidates is not None:
+        observations_msg = matching_observations(observation_candidates, image_msg.header.stamp, slop_s)
+        if observations_msg is None:
+            return FrameOutcome.skipped(NO_OBSERVATIONS)
+    try:
+        frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T_cam_lidar, observations_msg)
+    except ConversionError as error:
+        return FrameOutcome.skipped(str(error))
+    return processor.process(frame)
