@@ -27,7 +27,7 @@ _WEBSITE_NAMES = {
 }
 DOWNLOAD_HINT = (
     "SMPL model files are licensed and not shipped: register at https://smpl.is.tue.mpg.de, "
-    "download 'SMPL for Python' and point --smpl (or the config key body_model.path) at the "
+    "download 'SMPL for Python' and point --smpl-model-path (the node's smpl_model_path) at the "
     "folder or file. For tests and demos, `smplify3d make-body-model --out DIR` writes a "
     "synthetic SMPL-format model."
 )

@@ -166,7 +166,7 @@ class Sloper4DReader(DatasetReader):
     # -- frames --------------------------------------------------------------------------------------
     def _body(self, gender: str):
         if self.body_loader is None:
-            raise DatasetError("SLOPER4D ground truth needs an SMPL body model (pass body_loader / --smpl)")
+            raise DatasetError("SLOPER4D ground truth needs an SMPL body model (pass body_loader / --smpl-model-path)")
         if gender not in self._bodies:
             self._bodies[gender] = self.body_loader(gender)
         return self._bodies[gender]

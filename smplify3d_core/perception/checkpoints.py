@@ -30,13 +30,13 @@ VITPOSE_SPEC = CheckpointSpec(
     example_file="td-hm_ViTPose-base_8xb64-210e_coco-256x192-216eae50_20230314.pth",
     published_at="the mmpose model zoo (https://mmpose.readthedocs.io, body 2D keypoint > ViTPose) "
                  "or the official ViTPose repository (https://github.com/ViTAE-Transformer/ViTPose)",
-    config_key="perception.vitpose_checkpoint (ROS parameter vitpose_checkpoint, CLI --vitpose)",
+    config_key="vitpose_checkpoint (ROS parameter; --vitpose-checkpoint on the command line)",
 )
 CLIFF_SPEC = CheckpointSpec(
     name="CLIFF (HRNet-W48 or ResNet-50 encoder)",
     example_file="hr48-PA43.0_MJE69.0_MVE81.2_3dpw.pt or res50-PA45.7_MJE72.0_MVE85.3_3dpw.pt",
     published_at="the CLIFF repository's release (https://github.com/haofanwang/CLIFF, 'Pretrained models')",
-    config_key="perception.cliff_checkpoint (ROS parameter cliff_checkpoint, CLI --cliff)",
+    config_key="cliff_checkpoint (ROS parameter; --cliff-checkpoint on the command line)",
 )
 
 
