@@ -78,11 +78,6 @@ class FrameOutcome:
     def skipped(cls, reason: str) -> "FrameOutcome":
         return cls(FrameStatus.SKIPPED, reason=str(reason))
 
-    @property
-    def image(self) -> Optional[np.ndarray]:
-        """(H, W, 3) uint8 RGB of the fitted frame, or None."""
-        return None if self.fit is None else self.fit.frame.image
-
 
 class FrameProcessor:
     """Fits and tracks the persons of a stream of frames (one instance per stream: it keeps the tracks).

@@ -114,7 +114,7 @@ def smpl_array_from_fit(
 
     header: stamp of the camera image and its optical frame (copied into every person);
     track_ids: one per person (default 0..B-1); stage_seconds: name -> seconds for the frame
-    (default ``result.stage_seconds``; pass ``ObservedFrame.stage_seconds`` to include the
+    (default ``result.stage_seconds``; pass ``FrameOutcome.stage_seconds`` to include the
     perception stages); include_vertices: see :func:`smpl_from_fit`.
     ``result`` may be None (no person found): the array is then empty but keeps the timings.
     """
