@@ -22,6 +22,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from smplify3d_core.image import check_rgb8
 from smplify3d_core.models import FrontEnds
 from smplify3d_core.perception.crops import boxes_from_detector, crop_boxes, lidar_visibility_for_keypoints
 from smplify3d_core.perception.proposals import proposals_from_segmentation
@@ -83,14 +84,13 @@ def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Option
     """The persons of ``frame`` with their crops, keypoints, LiDAR visibility and initial estimates.
 
     Persons that cannot be completed (no keypoints and no ViTPose, weak ViTPose keypoints, no
-    initial estimate and no CLIFF, an empty box) are listed in ``dropped`` with the reason.
+    initial estimate and no CLIFF, beyond ``max_persons``) are listed in ``dropped`` with the
+    reason. A person whose box holds no LiDAR point is kept: the fit flags it ``no_lidar_points``.
     Raises ValueError for an image that does not match the camera or is not uint8 RGB.
     """
     front_ends = front_ends or FrontEnds()
     camera = frame.camera
     if frame.image is not None:
-        from smplify3d_core.image import check_rgb8
-
         image = check_rgb8(frame.image)
         if image.shape[:2] != (camera.height, camera.width):
             raise ValueError(f"the image is {image.shape[1]}x{image.shape[0]} but the camera is "
@@ -126,12 +126,9 @@ def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Option
             for person, ids in zip(need_crop, crops):
                 person.points = scene.points_cam[ids]
                 fresh.add(id(person))
-        for person in given:
-            if len(person.points) == 0:
-                dropped.append((person.tracking_id, "no LiDAR points in its box"))
-                continue
+        for person in given:  # a person without LiDAR points is still fitted (flagged no_lidar_points), last in line
             candidates.append(person)
-            distances.append(float(np.linalg.norm(np.median(person.points, axis=0))))
+            distances.append(float(np.linalg.norm(np.median(person.points, axis=0))) if len(person.points) else np.inf)
     timings["proposals"] = time.perf_counter() - start
 
     nearest = sorted(np.argsort(distances, kind="stable")[: config.max_persons].tolist())
