@@ -262,3 +262,16 @@ def test_fit_command_computes_missing_keypoints_and_inits_with_checkpoints(tmp_p
     assert len(list((tmp_path / "out").glob("*.ply"))) == len(scene.frame.persons)
     assert main(["fit", "--data", str(folder), "--vitpose-checkpoint", str(tmp_path / "missing.pth"),
                  "--cliff-checkpoint", str(cliff_file)]) == 2
+
+
+def test_an_observed_person_without_lidar_points_is_fitted_and_flagged(scene, quick_fitter):
+    """Observations mode: a box with no LiDAR point behind it still gives a body, flagged no_lidar_points."""
+    given = _observations_without_points(scene)
+    given[0].bbox_xywh = np.array([0.0, 0.0, 40.0, 30.0])  # the top-left corner of the image: sky, no points
+    outcome = FrameProcessor(PipelineConfig(), quick_fitter).process(_sensor_frame(scene, observations=given))
+    assert outcome.status is FrameStatus.FITTED
+    persons = outcome.fit.frame.persons
+    assert [p.tracking_id for p in persons] == [p.tracking_id for p in given]
+    empty = [b for b, p in enumerate(persons) if len(p.points) == 0]
+    assert empty == [0] and "no_lidar_points" in outcome.fit.result.flags[0]
+    assert all(len(p.points) > 0 for p in persons[1:])
