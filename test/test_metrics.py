@@ -170,7 +170,7 @@ def test_score_against_truth_units_and_keys():
     np.testing.assert_allclose(out["pve_mm"], 0.0, atol=1e-9)
     np.testing.assert_allclose(out["mpere"], 0.0, atol=1e-12)
     np.testing.assert_allclose(out["pck50"], 1.0)
-    np.testing.assert_allclose(out["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9)
+    np.testing.assert_allclose(out["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9, atol=1e-9)
     # without vertices: the joint metrics only, the same values
     joints_only = M.score_against_truth(None, pred_j, None, gt_j)
     assert set(joints_only) == {"mpjpe_mm", "pa_mpjpe_mm", "pelvis_error_mm", "pck50", "auc_0_200"}
@@ -180,8 +180,8 @@ def test_score_against_truth_units_and_keys():
     bent = pred_j.copy()
     bent[:, 0] += np.array([0.0, 0.1, 0.0])  # move joint 0 by 10 cm
     moved_root = M.score_against_truth(None, bent, None, gt_j, root_index=1)
-    np.testing.assert_allclose(moved_root["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9)
-    np.testing.assert_allclose(moved_root["mpjpe_mm"], 100.0 / 3, rtol=1e-9)
+    np.testing.assert_allclose(moved_root["pelvis_error_mm"], 10 * np.sqrt(3), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(moved_root["mpjpe_mm"], 100.0 / 3, rtol=1e-9, atol=1e-9)
 
 
 def test_score_against_truth_matches_the_single_metrics():
@@ -191,12 +191,12 @@ def test_score_against_truth_matches_the_single_metrics():
     gt_j = rng.normal(size=(3, 6, 3))
     pred_v, pred_j = gt_v + rng.normal(0, 0.02, size=gt_v.shape), gt_j + rng.normal(0, 0.03, size=gt_j.shape)
     out = M.score_against_truth(pred_v, pred_j, gt_v, gt_j, faces)
-    np.testing.assert_allclose(out["mpjpe_mm"], 1000 * M.mpjpe(pred_j, gt_j, 0), rtol=1e-12)
-    np.testing.assert_allclose(out["pa_mpjpe_mm"], 1000 * M.pa_mpjpe(pred_j, gt_j), rtol=1e-12)
-    np.testing.assert_allclose(out["pve_mm"], 1000 * M.pve(pred_v, gt_v, pred_j[:, 0], gt_j[:, 0]), rtol=1e-12)
+    np.testing.assert_allclose(out["mpjpe_mm"], 1000 * M.mpjpe(pred_j, gt_j, 0), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(out["pa_mpjpe_mm"], 1000 * M.pa_mpjpe(pred_j, gt_j), rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(out["pve_mm"], 1000 * M.pve(pred_v, gt_v, pred_j[:, 0], gt_j[:, 0]), rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(out["pelvis_error_mm"], 1000 * np.linalg.norm(pred_j[:, 0] - gt_j[:, 0], axis=1),
-                               rtol=1e-12)
-    np.testing.assert_allclose(out["mpere"], M.mpere(pred_v, gt_v, faces), rtol=1e-12)
+                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(out["mpere"], M.mpere(pred_v, gt_v, faces), rtol=1e-12, atol=1e-9)
 
 
 def test_bad_shapes_and_nan():
