@@ -354,10 +354,18 @@ class SMPLify3DNode(Node):
 
 
 def main(args=None) -> int:
+    import sys
+
+    from smplify3d_ros.params import unknown_parameter_names
+
     rclpy.init(args=args)
     try:
+        unknown = unknown_parameter_names(sys.argv if args is None else args)
+        if unknown:
+            raise StartupError(f"unknown parameters {unknown}: smplify3d_node has no such parameter (a typo?); "
+                               "config/robot.yaml lists every parameter, `ros2 param describe` documents them")
         node = SMPLify3DNode()
-    except StartupError as error:
+    except (StartupError, ConfigError) as error:
         rclpy.logging.get_logger("smplify3d_node").fatal(f"cannot start: {error}")
         rclpy.try_shutdown()
         return 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import List, Tuple
+from typing import List, Sequence, Tuple
 
 from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.typed_config import ConfigError, FieldSpec, check_value, flatten_fields, section_from_dict, setting
@@ -102,3 +102,75 @@ def _nested(cls, values: dict, prefix: str):
         value = values[spec.name]
         target[spec.path[-1]] = list(value) if isinstance(value, tuple) else value
     return section_from_dict(cls, data, source="parameters")
+
+
+#: Parameters every rclpy node accepts besides its own.
+STANDARD_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def _flatten_yaml(data, prefix: str = "") -> List[str]:
+    names = []
+    for key, value in (data or {}).items():
+        if isinstance(value, dict):
+            names += _flatten_yaml(value, f"{prefix}{key}.")
+        else:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def _node_sections(document: dict, node_name: str) -> List[dict]:
+    """The ``ros__parameters`` mappings of a params file that apply to ``node_name``."""
+    sections = []
+    for key, value in (document or {}).items():
+        name = str(key).lstrip("/")
+        if name in ("**", node_name) or name.endswith("/" + node_name) or name.endswith("*/" + node_name):
+            if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+                sections.append(value["ros__parameters"])
+    return sections
+
+
+def unknown_parameter_names(argv: Sequence[str], node_name: str = "smplify3d_node") -> List[str]:
+    """Parameter names that ``--ros-args`` in ``argv`` (``-p NAME:=VALUE``, ``--params-file FILE``)
+    give this node but that it does not declare: a misspelt key would otherwise be ignored silently.
+
+    A remap of the node's name (``-r __node:=NAME``) is followed; ``qos_overrides.*`` and the standard
+    parameters (:data:`STANDARD_PARAMETERS`) are accepted. Raises ConfigError for an unreadable file.
+    """
+    import yaml
+
+    known = {spec.name for spec in parameter_specs()} | set(STANDARD_PARAMETERS)
+    given: List[str] = []
+    files: List[str] = []
+    in_ros_args, i = False, 0
+    args = list(argv)
+    while i < len(args):
+        arg = args[i]
+        if arg == "--ros-args":
+            in_ros_args = True
+        elif arg == "--":
+            in_ros_args = False
+        elif in_ros_args and arg in ("-p", "--param") and i + 1 < len(args):
+            i += 1
+            given.append(args[i])
+        elif in_ros_args and arg in ("-r", "--remap") and i + 1 < len(args):
+            i += 1
+            if args[i].startswith(("__node:=", "__name:=")):
+                node_name = args[i].split(":=", 1)[1]
+        elif in_ros_args and arg == "--params-file" and i + 1 < len(args):
+            i += 1
+            files.append(args[i])
+        i += 1
+    names = []
+    for item in given:
+        target, _, _ = item.partition(":=")
+        owner, sep, name = target.rpartition(":")
+        if not sep or owner.lstrip("/") in (node_name, "**") or owner.endswith("/" + node_name):
+            names.append(name if sep else target)
+    for path in files:
+        try:
+            document = yaml.safe_load(open(path, encoding="utf-8").read())
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(f"--params-file {path}: cannot read it ({error})") from error
+        for section in _node_sections(document, node_name):
+            names += _flatten_yaml(section)
+    return sorted({n for n in names if n not in known and not n.startswith("qos_overrides.")})

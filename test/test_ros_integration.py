@@ -148,3 +148,28 @@ def test_ros2_param_describe_documents_every_parameter(running_nodes, ros_env):
             assert process.poll() is None, "a node exited"
     finally:
         rclpy.shutdown(context=context)
+
+
+@pytest.mark.parametrize("params, needle", [
+    ({"max_personz": "3"}, "unknown parameters ['max_personz']"),
+    ({"extrinsics_source": "banana"}, "extrinsics_source"),
+    ({"max_persons": "0"}, "max_persons"),
+    ({"sync_slop": "-1.0"}, "sync_slop"),
+    ({"params_file": "proposals: {cluster_distanse: 0.3}"}, "proposals.cluster_distanse"),
+])
+def test_bad_parameters_stop_the_node_with_one_line_naming_them(ros_env, tmp_path, params, needle):
+    """Misspelt keys (on the command line or nested in a params file), values out of range and unknown
+    enum values stop the node at start-up with exit code 1 and a line naming the parameter."""
+    if "params_file" in params:
+        path = tmp_path / "params.yaml"
+        path.write_text("smplify3d_node:\n  ros__parameters:\n    " + params["params_file"] + "\n")
+        args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args", "--params-file", str(path)]
+        process = subprocess.Popen(args, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    else:
+        process = _start("smplify3d_ros.node", {"observations_topic": f"{SIM}/observations", **params}, ros_env)
+    process.wait(timeout=120)
+    log = process.stdout.read()
+    assert process.returncode == 1, log
+    fatal = [line for line in log.splitlines() if "cannot start" in line]
+    assert len(fatal) == 1 and needle in fatal[0], log
+    assert "Traceback" not in log
