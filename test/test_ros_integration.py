@@ -156,15 +156,23 @@ def test_ros2_param_describe_documents_every_parameter(running_nodes, ros_env):
     ({"max_persons": "0"}, "max_persons"),
     ({"sync_slop": "-1.0"}, "sync_slop"),
     ({"params_file": "proposals: {cluster_distanse: 0.3}"}, "proposals.cluster_distanse"),
+    ({"device": "gpu"}, "device 'gpu'"),
+    ({"junk_checkpoints": True}, "junk_vitpose.pth"),
 ])
 def test_bad_parameters_stop_the_node_with_one_line_naming_them(ros_env, tmp_path, params, needle):
-    """Misspelt keys (on the command line or nested in a params file), values out of range and unknown
-    enum values stop the node at start-up with exit code 1 and a line naming the parameter."""
+    """Misspelt keys (on the command line or nested in a params file), values out of range, unknown enum
+    values, a device torch does not know and files that are not checkpoints stop the node at start-up
+    with exit code 1 and one line naming the parameter or file."""
     if "params_file" in params:
         path = tmp_path / "params.yaml"
         path.write_text("smplify3d_node:\n  ros__parameters:\n    " + params["params_file"] + "\n")
         args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args", "--params-file", str(path)]
         process = subprocess.Popen(args, env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elif "junk_checkpoints" in params:  # files that exist but are not checkpoints
+        (tmp_path / "junk_vitpose.pth").write_bytes(bytes(range(256)) * 8)
+        (tmp_path / "junk_cliff.pt").write_bytes(bytes(range(256)) * 8)
+        process = _start("smplify3d_ros.node", {"vitpose_checkpoint": str(tmp_path / "junk_vitpose.pth"),
+                                                "cliff_checkpoint": str(tmp_path / "junk_cliff.pt")}, ros_env)
     else:
         process = _start("smplify3d_ros.node", {"observations_topic": f"{SIM}/observations", **params}, ros_env)
     process.wait(timeout=120)
