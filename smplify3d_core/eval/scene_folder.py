@@ -40,6 +40,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from smplify3d_core.eval.io import DatasetError, image_size
 from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PersonTruth, PinholeCamera, SMPLParams
 
@@ -331,17 +332,6 @@ def read_research_results(path) -> Tuple[Dict[str, SMPLParams], Optional[np.ndar
     return inits, _intrinsics_matrix(info, path), _image_size_entry(payload, path)
 
 
-def _image_file_size(path: Path) -> Tuple[int, int]:
-    """(width, height) of an image file, from its header."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return int(image.size[0]), int(image.size[1])
-    except (OSError, ValueError) as error:
-        raise SceneFolderError(f"{path} is not a readable image: {error}") from error
-
-
 def _resolve_camera(folder: Path, options: Optional[CameraOptions], results: Optional[tuple],
                     image_path: Optional[Path], results_path: Path) -> Tuple[PinholeCamera, np.ndarray, str]:
     """The frame's camera, T_cam_lidar and where the camera came from (for messages).
@@ -370,7 +360,10 @@ def _resolve_camera(folder: Path, options: Optional[CameraOptions], results: Opt
             raise SceneFolderError(f"the camera from {source} has no image size and the image "
                                    f"{image_path if image_path else '(no img_file in data.pkl)'} is missing to read it from; "
                                    "give width and height in the --camera file")
-        size = _image_file_size(image_path)
+        try:
+            size = image_size(image_path)
+        except DatasetError as error:
+            raise SceneFolderError(str(error)) from error
     try:
         camera = PinholeCamera(np.asarray(K, dtype=np.float64), size[0], size[1])
     except ValueError as error:
