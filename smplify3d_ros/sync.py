@@ -17,8 +17,15 @@ newer than the last emitted stamp of its input (it could only produce a set goin
 Out-of-order arrival within the queue window is fine: queues are kept sorted by stamp. Each
 queue holds at most ``queue_size`` messages; on overflow the oldest goes.
 
+Time jumps: a message stamped more than ``time_jump`` seconds before the newest stamp seen on
+its input means time went backwards (a looping bag, a restarted simulator under ``use_sim_time``,
+a clock step, or one earlier message stamped in the future). The synchronizer then forgets every
+queued message and every last-emitted stamp, reports the jump, and goes on from the new message,
+as tf2 and message_filters do; without this one future stamp would block the stream for good.
+
 Messages discarded without ever being part of an emitted set are counted as *unsynchronized*
-drops (total and per input) for diagnostics.
+drops (total, per input and per reason: `DROP_REASONS`) for diagnostics; a ``drop_listener``
+and a ``jump_listener`` hear of each as it happens (outside the lock).
 
 The callback runs outside the lock, on the thread that completed the set, as
 ``callback(msg_0, msg_1, ...)`` in input order (message_filters' convention).
@@ -33,11 +40,26 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from smplify3d_ros.stamps import NS_PER_S, header_stamp_ns, stamp_to_ns
 
 __all__ = [
+    "DROP_REASONS",
+    "DEFAULT_TIME_JUMP_S",
     "ApproximateSynchronizer",
     "SyncHandle",
     "make_synchronizer",
     "message_filters_available",
 ]
+
+
+#: Why a message left the synchronizer without being part of a set (the keys of ``stats()["drops_by_reason"]``).
+DROP_REASONS = {
+    "late": "stamp not newer than the last synchronized message of its topic (a duplicate or out-of-order stamp)",
+    "unmatched": "no message of the other topics within the slop while it was queued (the queue overflowed)",
+    "superseded": "a newer message of the same topic was synchronized first",
+    "zero_stamp": "header.stamp is zero (not set by the publisher)",
+    "time_jump": "queued when time jumped back (its stamp belongs to the old timeline)",
+    "headerless": "the message has no header.stamp",
+}
+#: A stamp this much older (s) than the newest one seen on its input is taken as a jump back in time.
+DEFAULT_TIME_JUMP_S = 1.0
 
 
 class ApproximateSynchronizer:
@@ -48,17 +70,30 @@ class ApproximateSynchronizer:
         queue_size: messages kept per input (>= 1).
         slop: largest allowed spread (seconds) between the stamps of one set.
         callback: called as ``callback(*msgs)`` with one message per input, in input order.
+        time_jump: a stamp more than this many seconds before the newest one seen on its input is a
+            jump back in time: the queues are cleared and synchronization starts again from it.
+        drop_listener: called as ``drop_listener(input_index, reason)`` (a `DROP_REASONS` key) for
+            every message dropped without being part of a set.
+        jump_listener: called as ``jump_listener(input_index, newest_ns, stamp_ns)`` at each jump.
     """
 
     def __init__(self, num_inputs: int, queue_size: int, slop: float,
-                 callback: Optional[Callable[..., Any]] = None):
+                 callback: Optional[Callable[..., Any]] = None, time_jump: float = DEFAULT_TIME_JUMP_S,
+                 drop_listener: Optional[Callable[[int, str], Any]] = None,
+                 jump_listener: Optional[Callable[[int, int, int], Any]] = None):
         if int(num_inputs) < 1:
             raise ValueError(f"num_inputs must be >= 1, got {num_inputs}")
         if int(queue_size) < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if not float(slop) >= 0.0:
             raise ValueError(f"slop must be >= 0 seconds, got {slop}")
+        if not float(time_jump) > 0.0:
+            raise ValueError(f"time_jump must be > 0 seconds, got {time_jump}")
         self.num_inputs = int(num_inputs)
+        self.time_jump = float(time_jump)
+        self._time_jump_ns = int(round(self.time_jump * NS_PER_S))
+        self._drop_listener = drop_listener
+        self._jump_listener = jump_listener
         self.queue_size = int(queue_size)
         self.slop = float(slop)
         self._slop_ns = int(round(self.slop * NS_PER_S))
@@ -70,7 +105,11 @@ class ApproximateSynchronizer:
         self._last_emitted: List[Optional[int]] = [None] * self.num_inputs
         self._received = [0] * self.num_inputs
         self._dropped = [0] * self.num_inputs
+        self._drops_by_reason = {reason: 0 for reason in DROP_REASONS}
+        self._newest: List[Optional[int]] = [None] * self.num_inputs
+        self._jumps = 0
         self._emitted = 0
+        self._events: List[Tuple] = []  # (kind, args) to report once the lock is released
 
     # -- public API ----------------------------------------------------------------------------
 
@@ -89,6 +128,11 @@ class ApproximateSynchronizer:
         with self._lock:
             ready = self._add_locked(input_index, msg, stamp_ns)
             callbacks = list(self._callbacks)
+            events, self._events = self._events, []
+        for kind, args in events:
+            listener = self._drop_listener if kind == "drop" else self._jump_listener
+            if listener is not None:
+                listener(*args)
         for msgs in ready:
             for cb in callbacks:
                 cb(*msgs)
@@ -117,6 +161,8 @@ class ApproximateSynchronizer:
                 "received": list(self._received),
                 "unsynchronized_drops": list(self._dropped),
                 "unsynchronized_drops_total": sum(self._dropped),
+                "drops_by_reason": dict(self._drops_by_reason),
+                "time_jumps": self._jumps,
                 "sets_emitted": self._emitted,
                 "queued": [len(q) for q in self._stamps],
             }
@@ -128,14 +174,36 @@ class ApproximateSynchronizer:
                 self._stamps[i].clear()
                 self._msgs[i].clear()
                 self._last_emitted[i] = None
+                self._newest[i] = None
 
     # -- internals (lock held) -------------------------------------------------------------------
 
+    def _drop(self, i: int, reason: str, count: int = 1) -> None:
+        if count <= 0:
+            return
+        self._dropped[i] += count
+        self._drops_by_reason[reason] += count
+        self._events.extend([("drop", (i, reason))] * count)
+
     def _add_locked(self, i: int, msg: Any, stamp_ns: int) -> List[Tuple[Any, ...]]:
         self._received[i] += 1
+        if stamp_ns == 0:
+            self._drop(i, "zero_stamp")
+            return []
+        newest = self._newest[i]
+        if newest is not None and stamp_ns < newest - self._time_jump_ns:
+            self._jumps += 1
+            self._events.append(("jump", (i, newest, stamp_ns)))
+            for j in range(self.num_inputs):  # forget everything: the old stamps belong to another timeline
+                self._drop(j, "time_jump", len(self._stamps[j]))
+                self._stamps[j].clear()
+                self._msgs[j].clear()
+                self._last_emitted[j] = None
+                self._newest[j] = None
+        self._newest[i] = stamp_ns if self._newest[i] is None else max(self._newest[i], stamp_ns)
         last = self._last_emitted[i]
         if last is not None and stamp_ns <= last:
-            self._dropped[i] += 1  # late: older than what this input already delivered
+            self._drop(i, "late")  # older than what this input already delivered
             return []
         stamps, msgs = self._stamps[i], self._msgs[i]
         pos = bisect.bisect_right(stamps, stamp_ns)
@@ -144,7 +212,7 @@ class ApproximateSynchronizer:
         while len(stamps) > self.queue_size:  # overflow: the oldest goes
             del stamps[0]
             del msgs[0]
-            self._dropped[i] += 1
+            self._drop(i, "unmatched")
         ready = []
         while True:
             found = self._find_set()
@@ -181,7 +249,7 @@ class ApproximateSynchronizer:
             stamps, msgs = self._stamps[j], self._msgs[j]
             out.append(msgs[k])
             self._last_emitted[j] = stamps[k]
-            self._dropped[j] += k  # older than the emitted one: never part of a set
+            self._drop(j, "superseded", k)  # older than the emitted one: never part of a set
             del stamps[:k + 1]
             del msgs[:k + 1]
         self._emitted += 1
@@ -229,6 +297,7 @@ class SyncHandle:
     _emitted: List[int] = field(default_factory=lambda: [0])
     _headerless: List[int] = field(default_factory=list)
     _queue_size: int = 0
+    _jumps: List[int] = field(default_factory=lambda: [0])
 
     @property
     def unsynchronized_drops(self) -> int:
@@ -242,6 +311,11 @@ class SyncHandle:
         return sum(max(0, r - used - self._queue_size) for r in self._received[:n]) \
             + sum(self._headerless)
 
+    @property
+    def time_jumps(self) -> int:
+        """Jumps back in time seen on the inputs (each cleared the queues)."""
+        return self._jumps[0]
+
     def stats(self) -> dict:
         if self.backend == "builtin":
             s = self.synchronizer.stats()
@@ -249,6 +323,7 @@ class SyncHandle:
         else:
             s = {"received": list(self._received), "sets_emitted": self._emitted[0],
                  "unsynchronized_drops_total": self.unsynchronized_drops}
+        s["time_jumps"] = self.time_jumps
         s["backend"] = self.backend
         s["topics"] = list(self.topics)
         return s
@@ -264,10 +339,27 @@ class SyncHandle:
         self.subscriptions = []
 
 
+def _clear_message_filters_queues(sync: Any) -> None:
+    """Forget what a ``message_filters.ApproximateTimeSynchronizer`` has queued (after a time jump)."""
+    lock = getattr(sync, "lock", None)
+    queues = getattr(sync, "queues", None)
+    if queues is None:
+        return
+    if lock is not None:
+        with lock:
+            for queue in queues:
+                queue.clear()
+    else:
+        for queue in queues:
+            queue.clear()
+
+
 def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: int,
                       slop: float, callback: Callable[..., Any],
                       prefer_message_filters: bool = True, qos: Any = None,
-                      callback_group: Any = None) -> SyncHandle:
+                      callback_group: Any = None, time_jump: float = DEFAULT_TIME_JUMP_S,
+                      on_drop: Optional[Callable[[str, str], Any]] = None,
+                      on_jump: Optional[Callable[[str, float], Any]] = None) -> SyncHandle:
     """Subscribe to ``inputs`` (a sequence of ``(msg_type, topic)``) and call
     ``callback(msg_0, msg_1, ...)`` for every approximately synchronized set.
 
@@ -275,6 +367,11 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
     ``prefer_message_filters`` is true, the built-in `ApproximateSynchronizer` otherwise;
     ``handle.backend`` says which. ``qos`` defaults to ``qos_profile_sensor_data`` (best effort,
     matches both reliable and best-effort sensor publishers).
+
+    Both backends detect a jump back in time (a stamp more than ``time_jump`` s before the newest
+    seen on its topic), clear their queues and call ``on_jump(topic, seconds_back)``. ``on_drop(topic,
+    reason)`` hears of each message the built-in drops (reason: a `DROP_REASONS` key; with
+    message_filters only headerless messages are reported, the rest is its own business).
     """
     if not inputs:
         raise ValueError("make_synchronizer needs at least one (msg_type, topic) input")
@@ -286,48 +383,65 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
     received = [0] * n
     emitted = [0]
     headerless = [0] * n
-    logger = node.get_logger() if hasattr(node, "get_logger") else None
+    jumps = [0]
 
     def counted_callback(*msgs):
         emitted[0] += 1
         callback(*msgs)
 
+    def report_drop(i: int, reason: str) -> None:
+        if on_drop is not None:
+            on_drop(topics[i], reason)
+
+    def report_jump(i: int, newest_ns: int, stamp_ns: int) -> None:
+        jumps[0] += 1
+        if on_jump is not None:
+            on_jump(topics[i], (newest_ns - stamp_ns) / NS_PER_S)
+
+    kwargs = {} if callback_group is None else {"callback_group": callback_group}
     if prefer_message_filters and message_filters_available():
         import message_filters
 
         subs = []
+        newest: List[Optional[int]] = [None] * n
+        sync_box: List[Any] = []
+        jump_ns = int(round(float(time_jump) * NS_PER_S))
         for i, (msg_type, topic) in enumerate(inputs):
-            kwargs = {"qos_profile": qos}
-            if callback_group is not None:
-                kwargs["callback_group"] = callback_group
-            sub = message_filters.Subscriber(node, msg_type, topic, **kwargs)
+            sub = message_filters.Subscriber(node, msg_type, topic, qos_profile=qos, **kwargs)
 
-            def count(_msg, _i=i):
+            def count(msg, _i=i):  # registered before the synchronizer's own callback: runs first
                 received[_i] += 1
+                stamp = header_stamp_ns(msg)
+                if stamp is None:
+                    headerless[_i] += 1
+                    report_drop(_i, "headerless")
+                    return
+                if newest[_i] is not None and stamp < newest[_i] - jump_ns and sync_box:
+                    _clear_message_filters_queues(sync_box[0])
+                    report_jump(_i, newest[_i], stamp)
+                    newest[:] = [None] * n
+                newest[_i] = stamp if newest[_i] is None else max(newest[_i], stamp)
             sub.registerCallback(count)
             subs.append(sub)
         sync = message_filters.ApproximateTimeSynchronizer(
             subs, queue_size, slop, allow_headerless=False)
+        sync_box.append(sync)
         sync.registerCallback(counted_callback)
         return SyncHandle("message_filters", topics, sync, subs, received, emitted, headerless,
-                          int(queue_size))
+                          int(queue_size), jumps)
 
-    sync = ApproximateSynchronizer(n, queue_size, slop, counted_callback)
+    sync = ApproximateSynchronizer(n, queue_size, slop, counted_callback, time_jump=time_jump,
+                                   drop_listener=report_drop, jump_listener=report_jump)
     subs = []
     for i, (msg_type, topic) in enumerate(inputs):
-        def on_msg(msg, _i=i, _topic=topic):
+        def on_msg(msg, _i=i):
             received[_i] += 1
             stamp = header_stamp_ns(msg)
             if stamp is None:  # allow_headerless=False
                 headerless[_i] += 1
-                if headerless[_i] == 1 and logger is not None:
-                    logger.error(f"dropping headerless messages on '{_topic}': the approximate "
-                                 "time synchronizer needs header.stamp")
+                report_drop(_i, "headerless")
                 return
             sync.add(_i, msg, _NsStamp(stamp))
-        kwargs = {}
-        if callback_group is not None:
-            kwargs["callback_group"] = callback_group
         subs.append(node.create_subscription(msg_type, topic, on_msg, qos, **kwargs))
     return SyncHandle("builtin", topics, sync, subs, received, emitted, headerless,
-                      int(queue_size))
+                      int(queue_size), jumps)

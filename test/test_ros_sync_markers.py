@@ -85,6 +85,56 @@ def test_out_of_order_arrival():
     assert len(c.sets) == 2
 
 
+def test_one_future_stamp_does_not_block_the_stream():
+    """A pair stamped a year ahead (a bad sensor clock) is emitted; the next normal stamps are a jump
+    back in time: the synchronizer clears its queues, reports the jump and goes on pairing."""
+    c, jumps = Collector(), []
+    sync = ApproximateSynchronizer(2, 10, 0.02, c, jump_listener=lambda i, newest, stamp: jumps.append((i, newest, stamp)))
+    year = 365 * 24 * 3600.0
+    feed(sync, [(0, 100.0), (1, 100.01), (0, 100.0 + year), (1, 100.0 + year)])
+    assert len(c.sets) == 2
+    feed(sync, [(0, 100.1), (1, 100.11), (0, 100.2), (1, 100.2)])
+    assert [tuple(m[1] for m in s) for s in c.sets[2:]] == [(100.1, 100.11), (100.2, 100.2)]
+    assert [j[0] for j in jumps] == [0] and sync.stats()["time_jumps"] == 1  # one jump, seen first on input 0
+    assert jumps[0][1] - jumps[0][2] == pytest.approx(year * 1e9 - 0.1e9, rel=1e-9)
+
+
+def test_looping_bag_restarts_synchronization():
+    """Stamps 0..2 s, then 0..2 s again (a bag played with --loop): every pair of both loops is emitted."""
+    c = Collector()
+    sync = ApproximateSynchronizer(2, 10, 0.02, c)
+    for _ in range(2):
+        feed(sync, [e for k in range(1, 21) for e in ((0, 0.1 * k), (1, 0.1 * k + 0.005))])
+    assert len(c.sets) == 40
+    assert sync.stats()["time_jumps"] == 1 and sync.unsynchronized_drops == 0
+
+
+def test_lonely_future_message_is_forgotten_after_the_jump():
+    """An image alone stamped in the future sits in its queue; the next normal image is a jump on
+    that input, which drops it (reason 'time_jump')."""
+    c, drops = Collector(), []
+    sync = ApproximateSynchronizer(2, 10, 0.02, c, drop_listener=lambda i, reason: drops.append((i, reason)))
+    feed(sync, [(0, 5000.0), (0, 10.0), (1, 10.0)])
+    assert len(c.sets) == 1 and sync.stats()["queued"] == [0, 0]
+    assert drops == [(0, "time_jump")]
+
+
+def test_drop_reasons_are_counted_and_reported():
+    """Duplicate / out-of-order stamps are 'late', zero stamps 'zero_stamp', messages without a partner
+    within the slop 'unmatched', older ones passed over by a set 'superseded'."""
+    c, drops = Collector(), []
+    sync = ApproximateSynchronizer(2, 2, 0.02, c, drop_listener=lambda i, reason: drops.append((i, reason)))
+    feed(sync, [(0, 1.0), (1, 1.0)])  # a set
+    feed(sync, [(0, 1.0), (0, 0.9)])  # duplicate, out of order
+    feed(sync, [(0, 0.0)])  # unset stamp
+    feed(sync, [(0, 2.0), (0, 2.1), (0, 2.2)])  # no cloud: the queue of 2 overflows once
+    feed(sync, [(1, 2.2)])  # pairs with 2.2; 2.1 is passed over
+    by_reason = sync.stats()["drops_by_reason"]
+    assert {k: v for k, v in by_reason.items() if v} == {"late": 2, "zero_stamp": 1, "unmatched": 1, "superseded": 1}
+    assert sorted(r for _, r in drops) == sorted(["late", "late", "zero_stamp", "unmatched", "superseded"])
+    assert sync.unsynchronized_drops == 5
+
+
 def test_queue_overflow_drops_oldest():
     c = Collector()
     sync = ApproximateSynchronizer(2, 3, 0.02, c)
