@@ -66,10 +66,23 @@ class ObservedFrame:
     cloud_points: Tuple[int, int] = (0, 0)
 
 
-def valid_cloud(cloud: np.ndarray, max_points: int) -> Tuple[np.ndarray, int]:
-    """(finite rows of ``cloud``, thinned to every k-th when more than ``max_points``; the count before thinning)."""
+def valid_cloud(cloud: np.ndarray, max_points: int, max_range_m: float = np.inf) -> Tuple[np.ndarray, int]:
+    """(the usable rows of ``cloud`` (N, 3) m, thinned to every k-th when more than ``max_points``; their
+    count before thinning).
+
+    Usable: finite and within ``max_range_m`` of the LiDAR. Raises ValueError when most finite points
+    lie beyond that range: such a cloud is not in metres (millimetres, a byte-swapped float field),
+    and fitting to what is left of it would place bodies wrongly.
+    """
     cloud = np.asarray(cloud, dtype=np.float64).reshape(-1, 3)
     cloud = cloud[np.all(np.isfinite(cloud), axis=1)]
+    finite = len(cloud)
+    with np.errstate(over="ignore"):
+        cloud = cloud[np.linalg.norm(cloud, axis=1) <= max_range_m]
+    if finite and len(cloud) < 0.5 * finite:
+        raise ValueError(f"{finite - len(cloud)} of the cloud's {finite} finite points lie farther than "
+                         f"max_point_range_m ({max_range_m:g} m) from the LiDAR: is it in metres (REP 103) and "
+                         "its byte order right?")
     count = len(cloud)
     if count > max_points:
         cloud = cloud[:: -(-count // max_points)]
@@ -99,7 +112,7 @@ def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Option
         image = None
     timings: dict = {}
     dropped: List[Tuple[str, str]] = []
-    cloud, valid_count = valid_cloud(frame.cloud_lidar, config.max_cloud_points)
+    cloud, valid_count = valid_cloud(frame.cloud_lidar, config.max_cloud_points, config.max_point_range_m)
     T = np.asarray(frame.T_cam_lidar, dtype=np.float64)
 
     start = time.perf_counter()

@@ -20,7 +20,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from smplify3d_core.fit.inputs import FitInputs
-from smplify3d_core.fit.optimizer import FitResult, SMPLify3D
+from smplify3d_core.fit.optimizer import FitCancelled, FitResult, SMPLify3D  # noqa: F401  (FitCancelled: raised by process)
 from smplify3d_core.models import FrontEnds, load_models
 from smplify3d_core.observe import ObservedFrame, SensorFrame, observe_frame
 from smplify3d_core.pipeline_config import PipelineConfig
@@ -37,13 +37,14 @@ class FrameFit:
     result: FitResult
 
 
-def fit_frame(frame: FrameObservation, fitter: SMPLify3D) -> FrameFit:
-    """Fit every person of ``frame`` in one batch (each needs points, keypoints and ``init``)."""
+def fit_frame(frame: FrameObservation, fitter: SMPLify3D, should_stop=None) -> FrameFit:
+    """Fit every person of ``frame`` in one batch (each needs points, keypoints and ``init``).
+    ``should_stop``: see :meth:`SMPLify3D.fit` (raises FitCancelled)."""
     if not frame.persons:
         raise ValueError(f"frame {frame.frame_id} of {frame.sequence} has no persons to fit")
     inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
                                          dtype=fitter.body.v_template.dtype)
-    return FrameFit(frame, inputs, fitter.fit(inputs))
+    return FrameFit(frame, inputs, fitter.fit(inputs, should_stop=should_stop))
 
 
 class FrameStatus(enum.Enum):
@@ -103,8 +104,11 @@ class FrameProcessor:
         """True when a frame cannot be fitted without observations (ViTPose or CLIFF is not loaded)."""
         return self.front_ends.keypoints is None or self.front_ends.initial_smpl is None
 
-    def process(self, frame: SensorFrame) -> FrameOutcome:
-        """The outcome of ``frame``; never raises for bad input (a SKIPPED outcome says why)."""
+    def process(self, frame: SensorFrame, should_stop=None) -> FrameOutcome:
+        """The outcome of ``frame``; never raises for bad input (a SKIPPED outcome says why).
+
+        should_stop: optional callable; when it turns true during the fit, :class:`FitCancelled` is
+        raised between two optimizer steps (a node shutting down does not wait for the fit)."""
         start = time.perf_counter()
         if len(np.asarray(frame.cloud_lidar).reshape(-1)) == 0:
             return FrameOutcome.skipped("the point cloud has no valid points")
@@ -117,16 +121,16 @@ class FrameProcessor:
             return FrameOutcome.skipped(str(error))
         if observed.cloud_points[0] == 0:
             return FrameOutcome.skipped("the point cloud has no valid points")
-        return self._fit_observed(observed, start)
+        return self._fit_observed(observed, start, should_stop)
 
-    def _fit_observed(self, observed: ObservedFrame, start: float) -> FrameOutcome:
+    def _fit_observed(self, observed: ObservedFrame, start: float, should_stop=None) -> FrameOutcome:
         stage_seconds = dict(observed.stage_seconds)
         common = dict(dropped=observed.dropped, cloud_points=observed.cloud_points)
         if not observed.frame.persons:
             self.tracker.update(np.zeros((0, 3)))
             stage_seconds["total"] = time.perf_counter() - start
             return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, **common)
-        fit = fit_frame(observed.frame, self.fitter)
+        fit = fit_frame(observed.frame, self.fitter, should_stop)
         stage_seconds.update(fit.result.stage_seconds)
         stage_seconds["total"] = time.perf_counter() - start
         return FrameOutcome(FrameStatus.FITTED, fit=fit, track_ids=self.track(fit), stage_seconds=stage_seconds,

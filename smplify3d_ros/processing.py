@@ -56,13 +56,14 @@ def sensor_frame_from_messages(image_msg, cloud_msg, camera: PinholeCamera, T_ca
 
 
 def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_cam_lidar: np.ndarray,
-                     observation_candidates: Optional[Sequence], slop_s: float):
+                     observation_candidates: Optional[Sequence], slop_s: float, should_stop=None):
     """The :class:`~smplify3d_core.pipeline.FrameOutcome` of one synchronized pair of messages.
 
     processor: the stream's FrameProcessor; observation_candidates: None when the persons come from
     the front-ends, else the recent ObservationArray messages (the one within ``slop_s`` of the
     image is used; none: the frame is skipped). A message that cannot be decoded skips the frame
-    with the decoder's reason. The node and ``smplify3d-bag process`` both call this.
+    with the decoder's reason. The node and ``smplify3d-bag process`` both call this. should_stop:
+    passed to :meth:`~smplify3d_core.pipeline.FrameProcessor.process` (cancels a fit at shutdown).
     """
     from smplify3d_core.pipeline import FrameOutcome
 
@@ -75,4 +76,4 @@ def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_c
         frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T_cam_lidar, observations_msg)
     except ConversionError as error:
         return FrameOutcome.skipped(str(error))
-    return processor.process(frame)
+    return processor.process(frame, should_stop=should_stop)

@@ -57,6 +57,10 @@ class FitResult:
     stage_losses: dict = field(default_factory=dict)
 
 
+class FitCancelled(Exception):
+    """Raised by :meth:`SMPLify3D.fit` between two optimizer steps when its ``should_stop`` says so."""
+
+
 class SMPLify3D:
     """Fits SMPL bodies to keypoints and LiDAR points.
 
@@ -97,8 +101,9 @@ class SMPLify3D:
         )
 
     def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor,
-                   flags: list, result_losses: dict) -> None:
-        """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses."""
+                   flags: list, result_losses: dict, should_stop=None) -> None:
+        """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses.
+        Raises FitCancelled before a step when ``should_stop()`` is true."""
         if iterations <= 0 or not trainable:
             return
         leaves = {k: params[k].detach().clone().requires_grad_(True) for k in trainable}
@@ -107,6 +112,8 @@ class SMPLify3D:
         first_loss = None
         losses = None
         for _ in range(iterations):
+            if should_stop is not None and should_stop():
+                raise FitCancelled(f"fit cancelled in {name}")
             optimizer.zero_grad(set_to_none=False)
             losses = loss_fn({**params, **leaves})
             finite = torch.isfinite(losses)
@@ -138,8 +145,12 @@ class SMPLify3D:
         result_losses[name] = (first_loss.cpu(), final.detach().cpu())
 
     # -- main entry ------------------------------------------------------------------------
-    def fit(self, inputs: FitInputs) -> FitResult:
-        """Run visibility filter, ICP and the three stages on a batch of persons."""
+    def fit(self, inputs: FitInputs, should_stop=None) -> FitResult:
+        """Run visibility filter, ICP and the three stages on a batch of persons.
+
+        should_stop: an optional callable checked before ICP and before every optimizer step; when it
+        returns True the fit ends with :class:`FitCancelled` (e.g. the node shutting down mid-fit).
+        """
         cfg = self.config
         torch.manual_seed(self.seed)
         timings: dict = {}
@@ -172,6 +183,8 @@ class SMPLify3D:
         }
 
         start = time.perf_counter()
+        if should_stop is not None and should_stop():
+            raise FitCancelled("fit cancelled before ICP")
         if cfg.icp.enabled and cfg.use_lidar and bool(use_3d.any()):
             with torch.no_grad():
                 out = self.body(**params)
@@ -215,11 +228,12 @@ class SMPLify3D:
             return loss
 
         start = time.perf_counter()
-        self._run_stage("stage1", params, ("betas",), cfg.stage1.iterations, stage1_loss, active, flags, stage_losses)
+        self._run_stage("stage1", params, ("betas",), cfg.stage1.iterations, stage1_loss, active, flags, stage_losses,
+                        should_stop)
         timings["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
         self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), cfg.stage2.iterations, stage2_loss,
-                        active, flags, stage_losses)
+                        active, flags, stage_losses, should_stop)
         timings["stage2"] = time.perf_counter() - start
 
         # stage 3 moves the mesh rigidly: pose it once and only add the translation change
@@ -243,7 +257,8 @@ class SMPLify3D:
                 loss = loss + cfg.stage3.pointcloud_weight ** 2 * chamfer
             return loss
 
-        self._run_stage("stage3", params, ("transl",), cfg.stage3.iterations, stage3_loss, active, flags, stage_losses)
+        self._run_stage("stage3", params, ("transl",), cfg.stage3.iterations, stage3_loss, active, flags, stage_losses,
+                        should_stop)
         timings["stage3"] = time.perf_counter() - start
 
         with torch.no_grad():
