@@ -49,8 +49,10 @@ class PipelineConfig:
                                    min=1, max=1000)
     max_persons: int = setting(8, "the nearest persons kept per frame", min=1, max=64)
     max_cloud_points: int = setting(300000, "larger clouds are thinned to every k-th point before use", min=1000)
+    max_point_range_m: float = setting(500.0, "points farther than this from the LiDAR are invalid (m); a cloud whose "
+                                              "finite points mostly are is skipped (not in metres?)", min=1.0)
     seed: int = setting(0, "seed of the optimizer (same inputs and seed, same fit)", min=0)
-    proposals: ProposalConfig = section(ProposalConfig, "LiDAR person proposals and crops")
+    proposals: ProposalConfig = section(ProposalConfig, "LiDAR person proposals and crops (metres, pixels, degrees as named)")
     tracker: TrackerConfig = section(TrackerConfig, "track ids across frames")
 
     @classmethod

@@ -221,3 +221,42 @@ def parse_override(text: str, source: str = "--set") -> Tuple[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(f"{source} {text!r}: the value is not valid YAML ({error})") from error
     return name.strip(), value
+
+
+#: Column of the ``#`` that starts a setting's comment in the generated YAML files.
+YAML_COMMENT_COLUMN = 53
+
+
+def yaml_scalar(value) -> str:
+    """One setting's value as YAML flow text (``""`` for an empty string, ``[a, b]`` for a vector)."""
+    import json
+
+    import yaml
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(yaml_scalar(v) for v in value) + "]"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    text = str(value)
+    plain = text and yaml.safe_load(text) == text and not any(c in text for c in "#:{}[],&*!|>'\"%@`")
+    return text if plain else json.dumps(text)
+
+
+def settings_yaml_lines(cls, indent: str = "") -> List[str]:
+    """The lines of a YAML block listing every setting of dataclass ``cls`` with its default and its
+    documentation as a comment; sections become nested blocks after a blank line."""
+    hints = _hints(cls)
+    lines: List[str] = []
+    for f in fields(cls):
+        if f.metadata.get("section"):
+            lines += ["", f"{indent}{f.name}:  # {f.metadata['doc']}"]
+            lines += settings_yaml_lines(hints[f.name], indent + "  ")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        entry = f"{indent}{f.name}: {yaml_scalar(default)}"
+        lines.append(f"{entry.ljust(YAML_COMMENT_COLUMN - 1)} # {f.metadata['doc']}")
+    return lines

@@ -8,21 +8,37 @@ counted as dropped; input callbacks never block. Publishes ``~/smpl`` (SMPLArray
 Parameters: :mod:`smplify3d_ros.params` declares each with a descriptor (``ros2 param describe``);
 ``config/robot.yaml`` lists them with their defaults.
 
-Robustness: a frame that cannot be used (no valid camera_info, unsupported encoding, empty or
-all-NaN cloud, TF missing, an exception in the fit...) is skipped and counted under its reason;
-the first frame skipped for a reason logs one warning, a reason that persists is logged again at
-most every ``SKIP_LOG_PERIOD_S`` with the number of frames it skipped, and the counts go to
-/diagnostics (``skipped: <reason>``). Clouds with more than ``max_cloud_points`` points are
-thinned (every k-th point) before use, so a huge cloud costs a bounded time. A frame in which
-nobody is found (or whose observations hold nobody to fit) gives an empty SMPLArray and deletes
-the markers. The per-frame work is :class:`smplify3d_core.pipeline.FrameProcessor`'s; this node
-only converts messages, synchronizes, looks up TF and publishes.
+Robustness: a frame that cannot be used (no valid camera_info, a camera_info of another camera,
+no frame id, unsupported encoding, empty, all-NaN or not-metric cloud, TF missing, an exception in
+the fit...) is skipped and counted under its reason; messages the synchronizer drops (duplicate,
+out-of-order or zero stamps, no partner within the slop) are counted under theirs. The first
+event of a reason logs one warning, a reason that persists is logged again at most every
+``SKIP_LOG_PERIOD_S`` with its count, and the counts go to /diagnostics (``skipped: <reason>``,
+``dropped: <reason> (<topic>)``). A jump back in time on the inputs (a looping bag, a restarted
+simulator, a clock step, one message stamped in the future) restarts the synchronizer with a
+warning. Clouds with more than ``max_cloud_points`` points are thinned (every k-th point) before
+use, so a huge cloud costs a bounded time. A frame in which nobody is found (or whose observations
+hold nobody to fit) gives an empty SMPLArray and deletes the markers.
+
+/diagnostics: OK while frames are fitted; WARN when no synchronized frame arrived for
+``input_timeout`` s; ERROR when frames arrive but none was fitted for as long (every one skipped).
+
+Shutdown: SIGTERM or SIGINT at any time ends the process with exit code 0: during start-up the
+model loading is abandoned, during a fit the optimizer stops before its next step.
+
+Frames: the ``camera_frame`` / ``lidar_frame`` parameters, when set, override the messages'
+``header.frame_id`` for the TF lookup and the outputs' frame. The per-frame work is
+:class:`smplify3d_core.pipeline.FrameProcessor`'s; this node only converts messages, synchronizes,
+looks up TF and publishes.
 """
 from __future__ import annotations
 
 import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
 
+import os
 import re
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -34,9 +50,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from smplify3d_core.pipeline import FrameOutcome, FrameProcessor, FrameStatus
+from smplify3d_core.pipeline import FitCancelled, FrameOutcome, FrameProcessor, FrameStatus
 from smplify3d_core.typed_config import ConfigError
 from smplify3d_ros.conversions import ConversionError, array_to_image, camera_info_to_camera
 from smplify3d_ros.extrinsics import ExtrinsicsSource
@@ -45,10 +62,16 @@ from smplify3d_ros.params import declare_node_parameters
 from smplify3d_ros.processing import process_messages
 from smplify3d_ros.stamps import stamp_to_seconds
 from smplify3d_ros.spin import spin_until_signal
-from smplify3d_ros.sync import make_synchronizer
+from smplify3d_ros.sync import DROP_REASONS, make_synchronizer
+
 
 class StartupError(RuntimeError):
     """The node cannot start (missing model or checkpoint file, bad parameter)."""
+
+
+class ShutdownRequested(BaseException):
+    """SIGTERM or SIGINT arrived while the node was starting (a BaseException: no ``except Exception`` in
+    the loading code may swallow it)."""
 
 
 #: Skip reasons that differ only in numbers (stamps, sizes, matrix entries) share one counter and log line.
@@ -57,8 +80,8 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", re.IGNORECASE)
 MAX_SKIP_REASONS = 32
 #: A reason that persists is logged again, with the number of frames it skipped, at most this often (s).
 SKIP_LOG_PERIOD_S = 10.0
-#: In observations mode, how long the worker waits for the image's ObservationArray when the frame came first (s).
-OBSERVATION_WAIT_S = 0.3
+#: How long shutdown waits for the worker to leave its fit (it stops before the next optimizer step), s.
+WORKER_JOIN_TIMEOUT_S = 1.5
 
 
 def skip_reason_key(reason: str) -> str:
@@ -90,7 +113,7 @@ class SMPLify3DNode(Node):
         self.extrinsics = extrinsics if extrinsics is not None else self._make_extrinsics(p)
         self.get_logger().info(self.extrinsics.describe())
 
-        self._camera = None
+        self._camera = None  # (PinholeCamera, camera_info frame_id) of the latest usable camera_info
         self._camera_error: Optional[str] = None
         self._lock = threading.Lock()
         self._observations_arrived = threading.Condition(self._lock)
@@ -98,12 +121,20 @@ class SMPLify3DNode(Node):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._busy = False
-        self.counters = {"synchronized": 0, "processed": 0, "dropped_busy": 0, "skipped": 0}
+        self.counters = {"synchronized": 0, "processed": 0, "dropped_busy": 0, "skipped": 0, "time_jumps": 0,
+                         "valid_bodies": 0, "invalid_bodies": 0}
         #: skip reason key -> frames skipped for it (at most MAX_SKIP_REASONS keys + "other")
         self.skip_reasons: Dict[str, int] = {}
-        self._skip_log: Dict[str, list] = {}  # key -> [last log time, frames skipped since]
+        #: "<reason> (<topic>)" -> messages the synchronizer dropped for it
+        self.drop_reasons: Dict[str, int] = {}
+        #: flag -> invalid bodies published with it
+        self.invalid_flags: Dict[str, int] = {}
+        self._event_log: Dict[str, list] = {}  # key -> [last log time, events since]
+        self._log_lock = threading.Lock()
         self._last_skip_reason = ""
-        self._period_counts = (0, 0)  # (processed, skipped) at the last diagnostics message
+        started = time.monotonic()
+        #: monotonic times of the last synchronized, fitted and skipped frame (start-up time for the first)
+        self._last_event = {"synchronized": started, "processed": None, "skipped": None}
         self._exception_types_logged: set = set()
         self._thinning_logged = False
         self._last_stage_seconds: dict = {}
@@ -120,7 +151,9 @@ class SMPLify3DNode(Node):
         image_topic = p.image_topic + ("/compressed" if p.compressed_image else "")
         self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, input_qos)
         self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p.cloud_topic)],
-                                       p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos)
+                                       p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos,
+                                       time_jump=p.sync_time_jump, on_drop=self._on_sync_drop,
+                                       on_jump=self._on_time_jump)
         self.get_logger().info(f"synchronizing {image_topic} and {p.cloud_topic} with {self._sync.backend} "
                                f"(slop {p.sync_slop} s, queue {p.sync_queue_size})")
         self._observations = []
@@ -163,6 +196,7 @@ class SMPLify3DNode(Node):
                 "set the parameters vitpose_checkpoint and cliff_checkpoint to the ViTPose (mmpose model zoo) "
                 "and CLIFF (CLIFF repository release) weight files, or set observations_topic to take "
                 "keypoints and initial estimates from another node")
+        self.get_logger().info(f"loading the body model, fit preset {config.preset} and the networks")
         try:
             self.processor = FrameProcessor.from_config(config)
         except (ValueError, FileNotFoundError) as error:
@@ -179,7 +213,22 @@ class SMPLify3DNode(Node):
         except Exception as exc:  # ConversionError, or anything else a malformed message provokes
             camera, error = None, str(exc) if isinstance(exc, ConversionError) else \
                 f"camera_info unusable: {exc.__class__.__name__}: {exc}"
-        self._camera, self._camera_error = camera, error
+        self._camera, self._camera_error = (None if camera is None else (camera, msg.header.frame_id)), error
+
+    def _on_sync_drop(self, topic: str, reason: str) -> None:
+        key = f"{reason} ({topic})"
+        with self._lock:
+            if key not in self.drop_reasons and len(self.drop_reasons) >= MAX_SKIP_REASONS:
+                key = "other"
+            self.drop_reasons[key] = self.drop_reasons.get(key, 0) + 1
+        self._log_event("dropped: " + key, f"message dropped on {topic}: {DROP_REASONS.get(reason, reason)}")
+
+    def _on_time_jump(self, topic: str, seconds_back: float) -> None:
+        with self._lock:
+            self.counters["time_jumps"] += 1
+        self.get_logger().warning(
+            f"time jumped back by {seconds_back:.3f} s on {topic} (a looping bag, a restarted simulator, a clock "
+            "step, or an earlier message stamped in the future): the synchronizer starts again from this message")
 
     def _on_observations(self, msg) -> None:
         with self._observations_arrived:
@@ -192,6 +241,7 @@ class SMPLify3DNode(Node):
             if self._pending is not None:
                 self.counters["dropped_busy"] += 1
             self._pending = PendingFrame(image_msg, cloud_msg, time.monotonic())
+            self._last_event["synchronized"] = self._pending.received
         self._wake.set()
 
     # -- worker --------------------------------------------------------------------------------
@@ -207,6 +257,8 @@ class SMPLify3DNode(Node):
                 continue
             try:
                 reason = self._process(frame)
+            except FitCancelled:
+                break
             except Exception as error:  # one bad frame must never stop the node
                 reason = f"{error.__class__.__name__}: {error}"
                 if error.__class__ not in self._exception_types_logged:  # the traceback once per type
@@ -226,6 +278,7 @@ class SMPLify3DNode(Node):
         if not reason:
             with self._lock:
                 self.counters["processed"] += 1
+                self._last_event["processed"] = now
             if self._last_skip_reason:
                 self.get_logger().info(f"fitting again after skipped frames (last reason: {self._last_skip_reason})")
                 self._last_skip_reason = ""
@@ -233,20 +286,28 @@ class SMPLify3DNode(Node):
         key = skip_reason_key(reason)
         with self._lock:
             self.counters["skipped"] += 1
+            self._last_event["skipped"] = now
             if key not in self.skip_reasons and len(self.skip_reasons) >= MAX_SKIP_REASONS:
                 key = "other"
             self.skip_reasons[key] = self.skip_reasons.get(key, 0) + 1
         self._last_skip_reason = reason
-        log = self._skip_log.get(key)
-        if log is None:
-            self._skip_log[key] = [now, 0]
-            self.get_logger().warning(f"frame skipped: {reason}")
-            return
-        log[1] += 1
-        if now - log[0] >= SKIP_LOG_PERIOD_S:
-            self.get_logger().warning(f"frame skipped: {reason} ({log[1]} frames skipped for this reason in the "
-                                      f"last {now - log[0]:.0f} s; {self.skip_reasons[key]} in all)")
-            log[0], log[1] = now, 0
+        self._log_event("skipped: " + key, f"frame skipped: {reason}")
+
+    def _log_event(self, key: str, message: str) -> None:
+        """Warn with ``message`` the first time ``key`` happens, then at most every SKIP_LOG_PERIOD_S with the count."""
+        now = time.monotonic()
+        with self._log_lock:
+            log = self._event_log.get(key)
+            if log is None:
+                self._event_log[key] = [now, 0]
+                text = message
+            else:
+                log[1] += 1
+                if now - log[0] < SKIP_LOG_PERIOD_S:
+                    return
+                text = f"{message} ({log[1]} times in the last {now - log[0]:.0f} s)"
+                log[0], log[1] = now, 0
+        self.get_logger().warning(text)
 
     def _process(self, frame: PendingFrame) -> Optional[str]:
         """Fit one frame and publish; returns why it was skipped, or None."""
@@ -255,10 +316,15 @@ class SMPLify3DNode(Node):
             return outcome.reason
         self._note_thinning(outcome)
         self._last_stage_seconds = outcome.stage_seconds
-        self._publish(outcome, frame.image_msg.header)
+        self._count_bodies(outcome)
+        self._publish(outcome, Header(stamp=frame.image_msg.header.stamp, frame_id=self._output_frame(frame)))
         stamp = stamp_to_seconds(frame.image_msg.header.stamp)
         self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
         return None
+
+    def _output_frame(self, frame: PendingFrame) -> str:
+        """The camera optical frame of the frame's bodies: the camera_frame parameter, else the image's frame_id."""
+        return self.settings.camera_frame or frame.image_msg.header.frame_id
 
     def _outcome(self, frame: PendingFrame) -> FrameOutcome:
         """Messages -> SensorFrame -> the processor's outcome (skipped when a message is unusable)."""
@@ -266,11 +332,39 @@ class SMPLify3DNode(Node):
         camera = self._camera
         if camera is None:
             return FrameOutcome.skipped(self._camera_error or "no valid camera_info received yet")
-        T, why = self.extrinsics.get(cloud_msg.header.stamp, image_msg.header.frame_id, cloud_msg.header.frame_id)
+        camera, info_frame = camera
+        camera_frame = self._output_frame(frame)
+        if not camera_frame:
+            return FrameOutcome.skipped("the image has no header.frame_id and the camera_frame parameter is empty: "
+                                        "the bodies would have no frame")
+        image_frame = image_msg.header.frame_id
+        if info_frame and image_frame and info_frame != image_frame:
+            return FrameOutcome.skipped(f"camera_info is for frame '{info_frame}' but the image is in '{image_frame}' "
+                                        "(camera_info_topic of another camera?)")
+        lidar_frame = self.settings.lidar_frame or cloud_msg.header.frame_id
+        if self.extrinsics.mode != "static" and not lidar_frame:
+            return FrameOutcome.skipped("the cloud has no header.frame_id and the lidar_frame parameter is empty: "
+                                        "no TF lookup is possible")
+        T, why = self.extrinsics.get(cloud_msg.header.stamp, camera_frame, lidar_frame)
         if T is None:
             return FrameOutcome.skipped(why)
         candidates = self._observations_for(image_msg) if self.settings.observations_topic else None
-        return process_messages(self.processor, image_msg, cloud_msg, camera, T, candidates, self.settings.sync_slop)
+        return process_messages(self.processor, image_msg, cloud_msg, camera, T, candidates, self.settings.sync_slop,
+                                should_stop=self._stop.is_set)
+
+    def _count_bodies(self, outcome: FrameOutcome) -> None:
+        if outcome.fit is None:
+            return
+        result = outcome.fit.result
+        with self._lock:
+            for b in range(len(outcome.track_ids)):
+                if bool(result.valid[b]):
+                    self.counters["valid_bodies"] += 1
+                    continue
+                self.counters["invalid_bodies"] += 1
+                for flag in result.flags[b] or ["unflagged"]:
+                    if flag in self.invalid_flags or len(self.invalid_flags) < MAX_SKIP_REASONS:
+                        self.invalid_flags[flag] = self.invalid_flags.get(flag, 0) + 1
 
     def _note_thinning(self, outcome: FrameOutcome) -> None:
         valid, used = outcome.cloud_points
@@ -281,10 +375,10 @@ class SMPLify3DNode(Node):
                                       f"{-(-valid // self.pipeline_config.max_cloud_points)}th point (logged once)")
 
     def _observations_for(self, image_msg) -> list:
-        """The recent ObservationArrays, after waiting up to OBSERVATION_WAIT_S for one matching the image
+        """The recent ObservationArrays, after waiting up to ``observation_wait`` s for one matching the image
         (the detector's message and the synchronized pair travel on different topics, in any order)."""
         stamp, slop = stamp_to_seconds(image_msg.header.stamp), self.settings.sync_slop
-        deadline = time.monotonic() + OBSERVATION_WAIT_S
+        deadline = time.monotonic() + self.settings.observation_wait
         with self._observations_arrived:
             while True:
                 observations = list(self._observations)
@@ -317,6 +411,8 @@ class SMPLify3DNode(Node):
         with self._lock:
             counters = dict(self.counters)
             reasons = dict(self.skip_reasons)
+            drops = dict(self.drop_reasons)
+            flags = dict(self.invalid_flags)
             busy = self._busy
         values = {**{k: str(v) for k, v in counters.items()},
                   **{f"seconds_{k}": f"{v:.4f}" for k, v in self._last_stage_seconds.items()},
@@ -325,20 +421,36 @@ class SMPLify3DNode(Node):
         if self.recent_latencies:
             values["latency_s"] = f"{self.recent_latencies[-1][2]:.4f}"
         values.update({f"skipped: {k}": str(v) for k, v in reasons.items()})
+        values.update({f"dropped: {k}": str(v) for k, v in drops.items()})
+        values.update({f"invalid: {k}": str(v) for k, v in flags.items()})
         return values
+
+    def diagnostic_level(self, now: Optional[float] = None):
+        """(level, message) of the node's status: WARN without synchronized frames for ``input_timeout`` s,
+        ERROR when frames arrive but none was fitted for as long, OK otherwise."""
+        now = time.monotonic() if now is None else now
+        timeout = self.settings.input_timeout
+        with self._lock:
+            last = dict(self._last_event)
+            busy = self._busy
+            synchronized = self.counters["synchronized"]
+        silent = now - last["synchronized"]
+        if silent > timeout:
+            what = "since start-up" if synchronized == 0 else "for"
+            return DiagnosticStatus.WARN, (f"no synchronized image and cloud {what} {silent:.0f} s: check that both "
+                                           "topics are published with close stamps (dropped: counts say why)")
+        fitted_recently = last["processed"] is not None and now - last["processed"] <= timeout
+        if last["skipped"] is not None and now - last["skipped"] <= timeout and not fitted_recently:
+            return DiagnosticStatus.ERROR, f"frames arrive but none was fitted for {timeout:g} s: {self._last_skip_reason}"
+        if last["processed"] is None:
+            return DiagnosticStatus.OK, "fitting the first frame" if busy or synchronized else "waiting for frames"
+        return DiagnosticStatus.OK, "fitting"
 
     def _publish_diagnostics(self) -> None:
         try:
             values = self.diagnostic_values()
-            processed, skipped = self.counters["processed"], self.counters["skipped"]
-            recent = (processed - self._period_counts[0], skipped - self._period_counts[1])
-            self._period_counts = (processed, skipped)
             status = DiagnosticStatus(name="smplify3d_node: pipeline", hardware_id=str(self.fitter.device))
-            # WARN while frames are skipped and none fitted (this period, or ever when nothing happened since)
-            failing = (recent[1] > 0 and recent[0] == 0) or (recent == (0, 0) and skipped and not processed)
-            status.level = DiagnosticStatus.WARN if failing else DiagnosticStatus.OK
-            status.message = (self._last_skip_reason or "frames skipped") if failing else (
-                "fitting" if processed else "waiting for synchronized frames")
+            status.level, status.message = self.diagnostic_level()
             status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
             message = DiagnosticArray(status=[status])
             message.header.stamp = self.get_clock().now().to_msg()
@@ -347,29 +459,61 @@ class SMPLify3DNode(Node):
             self.get_logger().error(f"cannot publish diagnostics: {error.__class__.__name__}: {error}",
                                     throttle_duration_sec=60.0)
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> bool:
+        """Stop the worker (a running fit stops before its next optimizer step); True when it has ended."""
         self._stop.set()
         self._wake.set()
-        self._worker.join(timeout=5.0)
+        with self._observations_arrived:
+            self._observations_arrived.notify_all()
+        self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
+        return not self._worker.is_alive()
+
+    @property
+    def worker_alive(self) -> bool:
+        """True while the worker thread runs (after `shutdown`, when it did not stop in time)."""
+        return self._worker.is_alive()
 
 
 def main(args=None) -> int:
-    import sys
+    """``smplify3d_node``: exit code 0 after SIGTERM/SIGINT (in any phase), 1 when it cannot start."""
+    from rclpy.signals import SignalHandlerOptions
 
     from smplify3d_ros.params import unknown_parameter_names
 
-    rclpy.init(args=args)
+    logger = rclpy.logging.get_logger("smplify3d_node")
+    stop = threading.Event()
+    starting = [True]
+
+    def on_signal(signum, _frame):
+        stop.set()
+        if starting[0]:  # abandon the start-up (model loading) at once
+            raise ShutdownRequested(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         unknown = unknown_parameter_names(sys.argv if args is None else args)
         if unknown:
             raise StartupError(f"unknown parameters {unknown}: smplify3d_node has no such parameter (a typo?); "
                                "config/robot.yaml lists every parameter, `ros2 param describe` documents them")
         node = SMPLify3DNode()
+        starting[0] = False
+    except ShutdownRequested as request:
+        logger.info(f"{request} during start-up: stopping")
+        rclpy.try_shutdown()
+        return 0
     except (StartupError, ConfigError) as error:
-        rclpy.logging.get_logger("smplify3d_node").fatal(f"cannot start: {error}")
+        logger.fatal(f"cannot start: {error}")
         rclpy.try_shutdown()
         return 1
-    return spin_until_signal(node, before_destroy=node.shutdown)
+    code = spin_until_signal(node, before_destroy=node.shutdown, stop=stop)
+    if node.worker_alive:  # stuck in one long operation: do not let the interpreter tear down under it
+        logger.warning("the worker did not stop in time; exiting without waiting for it")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

@@ -32,9 +32,18 @@ class NodeConfig:
                                           "estimates; empty: ViTPose and CLIFF find the persons")
     sync_queue_size: int = setting(10, "approximate-time synchronizer queue per input", min=1, max=1000)
     sync_slop: float = setting(0.05, "image, cloud (and observations) stamps must be this close, seconds", min=0, max=10)
+    sync_time_jump: float = setting(1.0, "a stamp this many seconds older than the newest on its topic is a jump back "
+                                         "in time (looping bag, restarted simulator, clock step): the synchronizer "
+                                         "starts again and a warning is logged", min=0.001, max=86400)
+    input_timeout: float = setting(3.0, "/diagnostics goes WARN when no synchronized frame arrived for this many "
+                                        "seconds (ERROR: frames arrive but none was fitted for as long)", min=0.1, max=3600)
+    observation_wait: float = setting(1.0, "observations mode: how long the worker waits for the image's "
+                                           "ObservationArray when the frame came first, seconds", min=0, max=30)
     reliable_inputs: bool = setting(False, "false: sensor-data QoS (best effort); true: reliable, for large raw images")
-    camera_frame: str = setting("", "camera optical frame for the TF lookup; empty: the image's header.frame_id")
-    lidar_frame: str = setting("", "LiDAR frame for the TF lookup; empty: the cloud's header.frame_id")
+    camera_frame: str = setting("", "camera optical frame of the TF lookup and of the outputs; set: it overrides the "
+                                    "image's header.frame_id, empty: that frame_id is used")
+    lidar_frame: str = setting("", "LiDAR frame of the TF lookup; set: it overrides the cloud's header.frame_id, "
+                                   "empty: that frame_id is used")
     extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (tf2_ros lookup) or static (T_cam_lidar)",
                                      choices=("tf", "static"))
     T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame (static, or "

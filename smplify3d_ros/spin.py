@@ -13,11 +13,14 @@ import rclpy
 import rclpy.executors
 
 
-def spin_until_signal(node, before_destroy: Optional[Callable[[], None]] = None) -> int:
-    """Spin ``node`` until SIGTERM or SIGINT; run ``before_destroy``, destroy the node, shut rclpy down."""
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+def spin_until_signal(node, before_destroy: Optional[Callable[[], None]] = None,
+                      stop: Optional[threading.Event] = None) -> int:
+    """Spin ``node`` until SIGTERM or SIGINT (or until ``stop`` is set, when given: then the caller handles
+    the signals); run ``before_destroy``, destroy the node, shut rclpy down."""
+    if stop is None:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
     executor = rclpy.executors.SingleThreadedExecutor()
     executor.add_node(node)
     try:

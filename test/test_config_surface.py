@@ -33,6 +33,18 @@ def test_robot_yaml_lists_every_node_parameter_with_its_default():
         assert _normalised(value) == _normalised(specs[name].default), name
 
 
+def test_config_files_and_readme_table_are_generated_from_the_declarations():
+    """config/robot.yaml, config/pipeline.yaml and the README's parameter table hold exactly what the
+    settings declare (default, range, description); `python -m smplify3d_ros.config_files` rewrites them."""
+    from smplify3d_ros.config_files import parameter_table_markdown, stale_files
+
+    assert stale_files() == [], "stale generated files: run python -m smplify3d_ros.config_files"
+    table = parameter_table_markdown()
+    for spec in NodeConfig.__dataclass_fields__:
+        assert f"| `{spec}` |" in table
+    assert "| `max_persons` | `8` | 1 … 64 |" in table
+
+
 def test_pipeline_yaml_is_the_default_pipeline_config():
     assert PipelineConfig.from_yaml(config_dir() / "pipeline.yaml") == PipelineConfig()
     robot = PipelineConfig.from_dict({k: v for k, v in ros_parameters_section(

@@ -30,6 +30,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 TOPICS = {"image": "/rb/image", "info": "/rb/camera_info", "cloud": "/rb/points", "obs": "/rb/observations"}
 LOOKUP_EXCEPTION = type("LookupException", (Exception,), {})
 COUNTERS = ("synchronized", "processed", "skipped", "dropped_busy")
+OK, WARN, ERROR = b"\x00", b"\x01", b"\x02"  # diagnostic_msgs/DiagnosticStatus levels (a byte)
 #: Generous limits for waits that end as soon as their condition holds (a loaded 2-core machine).
 FIT_TIMEOUT_S = 120.0  # a fit, plus the queue of frames before it
 SETTLE_TIMEOUT_S = 180.0  # a burst's last fits, then two equal /diagnostics messages
@@ -85,7 +86,7 @@ class Driver:
                  and all(s.get_publisher_count() > 0 for s in self.sub.values()), timeout, "DDS discovery")
 
     # -- messages -------------------------------------------------------------------------------
-    def camera_info(self, stamp, k=None):
+    def camera_info(self, stamp, k=None, frame_id="camera_optical"):
         from sensor_msgs.msg import CameraInfo
 
         from smplify3d_ros.conversions import seconds_to_stamp
@@ -93,20 +94,22 @@ class Driver:
         cam = self.world.camera
         info = CameraInfo(width=cam.width, height=cam.height, distortion_model="plumb_bob",
                           k=(cam.K.reshape(-1) if k is None else np.asarray(k, dtype=float)).tolist(), d=[0.0] * 5)
-        info.header.stamp, info.header.frame_id = seconds_to_stamp(stamp), "camera_optical"
+        info.header.stamp, info.header.frame_id = seconds_to_stamp(stamp), frame_id
         return info
 
-    def send(self, stamp, image=True, cloud=True, persons=True, points=None, encoding="rgb8", k=None, info=True):
-        """Publish camera_info, observations, image and cloud stamped ``stamp`` (wall seconds)."""
+    def send(self, stamp, image=True, cloud=True, persons=True, points=None, encoding="rgb8", k=None, info=True,
+             frame_id="camera_optical", cloud_frame="lidar", info_frame=None, cloud_stamp=None):
+        """Publish camera_info, observations, image and cloud stamped ``stamp`` (wall seconds; the cloud
+        ``cloud_stamp`` when given) in the given frames (camera_info: ``info_frame``, default the image's)."""
         from sensor_msgs.msg import Image
         from std_msgs.msg import Header
 
         from smplify3d_ros.conversions import array_to_image, seconds_to_stamp, xyz_to_pointcloud2
         from smplify3d_ros.smpl_messages import observations_to_message
 
-        header = Header(stamp=seconds_to_stamp(stamp), frame_id="camera_optical")
+        header = Header(stamp=seconds_to_stamp(stamp), frame_id=frame_id)
         if info:
-            self.pub["info"].publish(self.camera_info(stamp, k))
+            self.pub["info"].publish(self.camera_info(stamp, k, frame_id if info_frame is None else info_frame))
         if image:
             self.pub["obs"].publish(observations_to_message(self.world.persons if persons else [], header))
             if encoding == "rgb8":
@@ -117,11 +120,12 @@ class Driver:
             self.pub["image"].publish(msg)
         if cloud:
             xyz = self.world.cloud_lidar if points is None else points
+            cloud_stamp = stamp if cloud_stamp is None else cloud_stamp
             if not isinstance(xyz, np.ndarray):  # a prebuilt PointCloud2
-                xyz.header.stamp = seconds_to_stamp(stamp)
+                xyz.header.stamp = seconds_to_stamp(cloud_stamp)
                 self.pub["cloud"].publish(xyz)
             else:
-                self.pub["cloud"].publish(xyz_to_pointcloud2(xyz, frame_id="lidar", stamp=stamp))
+                self.pub["cloud"].publish(xyz_to_pointcloud2(xyz, frame_id=cloud_frame, stamp=cloud_stamp))
 
     # -- observations ---------------------------------------------------------------------------
     def stamps(self):
@@ -134,6 +138,13 @@ class Driver:
         """The SMPLArray stamped ``stamp`` (waits)."""
         wait_for(lambda: any(abs(s - stamp) < 1e-6 for s in self.stamps()), timeout, f"the result of frame {stamp:.3f}")
         return next(m for m, s in zip(list(self.results), self.stamps()) if abs(s - stamp) < 1e-6)
+
+    def status(self):
+        """(level, message) of the node's latest /diagnostics status ((None, "") before the first)."""
+        if not self.diagnostics:
+            return None, ""
+        status = next(s for s in self.diagnostics[-1].status if s.name.startswith("smplify3d_node"))
+        return status.level, status.message
 
     def last_diagnostics(self):
         """The key-values of the node's latest /diagnostics message ({} before the first)."""
@@ -433,3 +444,146 @@ def test_burst_of_ten_times_the_rate_drops_while_busy_and_recovers(harness):
         time.sleep(0.5)
     assert all(len(r.persons) == 1 for r in after)
     print(f"burst: {len(sent)} frames in 4 s -> {got}")
+
+
+# ----------------------------------------------------------------------------------------------
+# time, diagnostics, frames, drops
+# ----------------------------------------------------------------------------------------------
+
+def _log_lines(capfd, needle):
+    log = capfd.readouterr()
+    return [line for line in (log.out + log.err).splitlines() if needle in line]
+
+
+def test_a_frame_stamped_a_year_ahead_does_not_stop_the_node(harness, capfd):
+    """One image + cloud stamped a year in the future (a sensor with a bad clock), then frames stamped
+    now again: the jump back in time is logged and counted, and the later frames are fitted."""
+    node, driver = harness()
+    assert_alive_and_fitting(driver)
+    future = time.time() + 365 * 24 * 3600.0
+    driver.send(future, persons=False)
+    driver.result_for(future)
+    results = [assert_alive_and_fitting(driver) for _ in range(2)]  # each waits for its own result
+    assert all(len(r.persons) == 0 for r in results)
+    wait_for(lambda: int(driver.last_diagnostics().get("time_jumps", 0)) >= 1, 30.0, "time_jumps in /diagnostics")
+    lines = _log_lines(capfd, "time jumped back")
+    assert len(lines) == 1, lines
+
+
+def test_a_looping_bag_is_followed_through_the_jump(harness, capfd):
+    """Stamps t0 .. t0+1.5 s, then t0 again (a bag played with --loop): frames after the loop are fitted."""
+    node, driver = harness()
+    t0 = time.time()
+    for k in range(4):
+        driver.send(t0 + 0.5 * k)
+        driver.result_for(t0 + 0.5 * k)
+    driver.send(t0 + 0.002)  # back to the start, 2 ms off so that this result is told apart from the first
+    assert len(driver.result_for(t0 + 0.002).persons) == 1
+    assert _log_lines(capfd, "time jumped back"), "no warning for the jump"
+
+
+def test_diagnostics_warn_without_input_and_error_when_nothing_is_fitted(harness):
+    """OK while frames are fitted; WARN when no synchronized frame came for input_timeout s; ERROR
+    while frames arrive and every one is skipped; OK again once frames are fitted."""
+    node, driver = harness(input_timeout=1.5)
+    assert_alive_and_fitting(driver)
+    wait_for(lambda: driver.status()[0] == OK, 30.0, lambda: f"status OK (is {driver.status()})")
+    wait_for(lambda: driver.status()[0] == WARN, 60.0, lambda: f"status WARN without input (is {driver.status()})")
+    assert "no synchronized image and cloud" in driver.status()[1]
+    stop = threading.Event()
+
+    def bad_frames():  # K all zeros: every frame is skipped
+        while not stop.is_set():
+            driver.send(time.time(), k=np.zeros(9))
+            time.sleep(0.3)
+    sender = threading.Thread(target=bad_frames, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: driver.status()[0] == ERROR, 60.0, lambda: f"status ERROR (is {driver.status()})")
+        assert "none was fitted" in driver.status()[1]
+    finally:
+        stop.set()
+        sender.join(timeout=10)
+    assert_alive_and_fitting(driver)
+    wait_for(lambda: driver.status()[0] == OK, 60.0, lambda: f"status OK again (is {driver.status()})")
+
+
+def test_frame_parameters_override_the_messages_frame_ids(harness):
+    """In TF mode the camera_frame / lidar_frame parameters, when set, are the frames looked up and the
+    output frame, whatever the messages say."""
+    from smplify3d_core.sim.presets import get_preset
+
+    from smplify3d_ros.extrinsics import ExtrinsicsSource
+
+    buffer = FakeTFBuffer(get_preset("humanm3").T_cam_lidar)
+    buffer.appear()
+    node, driver = harness(extrinsics=ExtrinsicsSource(buffer=buffer, timeout_s=0.05), extrinsics_source="tf",
+                           camera_frame="camera_optical", lidar_frame="lidar")
+    stamp = time.time()
+    driver.send(stamp, frame_id="usb_cam", cloud_frame="velodyne")
+    result = driver.result_for(stamp)
+    assert result.header.frame_id == "camera_optical"
+    assert len(result.persons) == 1 and result.persons[0].header.frame_id == "camera_optical"
+
+
+def test_an_empty_image_frame_id_is_skipped_unless_camera_frame_is_set(harness, capfd):
+    node, driver = harness()
+    send_paced(driver, 3, 0.5, frame_id="")
+    check_skipped(driver, capfd, "no header.frame_id", 3)
+    node, driver = harness(camera_frame="camera_optical")
+    stamp = time.time()
+    driver.send(stamp, frame_id="")
+    assert driver.result_for(stamp).header.frame_id == "camera_optical"
+
+
+def test_camera_info_of_another_camera_is_skipped(harness, capfd):
+    node, driver = harness()
+    send_paced(driver, 3, 0.5, info_frame="rear_camera_optical")
+    check_skipped(driver, capfd, "camera_info is for frame", 3)
+    assert_alive_and_fitting(driver)
+
+
+def test_mislabelled_big_endian_cloud_is_skipped_with_a_reason(harness, capfd):
+    """A little-endian cloud labelled big-endian decodes to garbage coordinates: skipped naming the range
+    check, no traceback."""
+    from smplify3d_ros.conversions import xyz_to_pointcloud2
+
+    node, driver = harness()
+    cloud = xyz_to_pointcloud2(driver.world.cloud_lidar, frame_id="lidar", stamp=0.0)
+    cloud.is_bigendian = True
+    send_paced(driver, 3, 0.5, points=cloud)
+    text = check_skipped(driver, capfd, "farther than max_point_range_m", 3)
+    assert "Traceback" not in text
+    assert_alive_and_fitting(driver)
+
+
+def test_synchronizer_drops_are_logged_once_per_reason_and_counted(harness, capfd):
+    """Duplicate stamps, zero stamps and an image/cloud offset of 1 s are dropped with a reason each,
+    counted in /diagnostics ('dropped: <reason> (<topic>)') and logged once, not per message."""
+    node, driver = harness(sync_queue_size=2)
+    stamp = time.time()
+    driver.send(stamp)
+    driver.result_for(stamp)
+    for _ in range(3):  # the same stamps again
+        driver.send(stamp, info=False)
+        time.sleep(0.1)  # paced: the node's input queues (depth 5) must not overflow in DDS
+    for _ in range(3):
+        driver.send(0.0, info=False)  # stamps never set
+        time.sleep(0.1)
+    t0 = time.time()
+    for k in range(6):  # the cloud 1 s after its image: never within the slop
+        driver.send(t0 + 0.1 * k, cloud_stamp=t0 + 0.1 * k + 1.0, info=False)
+        time.sleep(0.1)
+
+    def dropped(reason, topic):
+        return int(driver.last_diagnostics().get(f"dropped: {reason} ({topic})", 0))
+    wait_for(lambda: dropped("late", TOPICS["image"]) >= 2 and dropped("zero_stamp", TOPICS["cloud"]) >= 2
+             and dropped("unmatched", TOPICS["image"]) >= 2, 60.0,
+             lambda: f"drop counts in /diagnostics ({driver.last_diagnostics()})")
+    log = capfd.readouterr()
+    text = log.out + log.err
+    for needle in ("not newer than the last synchronized", "header.stamp is zero", "no message of the other topics"):
+        lines = [line for line in text.splitlines() if needle in line]
+        assert 1 <= len(lines) <= 2, (needle, lines)
+    time.sleep(1.6)  # past the offset clouds' stamps, so the next pair is neither late nor a jump
+    assert_alive_and_fitting(driver)
