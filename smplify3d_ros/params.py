@@ -35,10 +35,10 @@ class NodeConfig:
     reliable_inputs: bool = setting(False, "false: sensor-data QoS (best effort); true: reliable, for large raw images")
     camera_frame: str = setting("", "camera optical frame for the TF lookup; empty: the image's header.frame_id")
     lidar_frame: str = setting("", "LiDAR frame for the TF lookup; empty: the cloud's header.frame_id")
-    extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (tf2_ros lookup) or static (T_cam_lidar)",
-                                     choices=("tf", "static"))
-    T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame (static, or "
-                                                           "the fallback when tf2_ros is not installed)")
+    extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (/tf, /tf_static: tf2_ros, else the "
+                                           "built-in listener) or static (T_cam_lidar)", choices=("tf", "static"))
+    T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame; used only "
+                                                           "with extrinsics_source static")
     tf_timeout: float = setting(0.05, "seconds to wait for a transform before skipping the frame", min=0, max=10)
     publish_vertices: bool = setting(False, "fill SMPL.vertices (6890 points per person)")
     publish_markers: bool = setting(True, "publish ~/markers: one TRIANGLE_LIST mesh per person")
