@@ -233,7 +233,7 @@ class ExtrinsicsSource:
             T, latest_ns = self._lookup(target, source, None, 0.0)
         except Exception as e:
             msg = f"TF missing: {target} <- {source}: {_describe_error(e)}"
-            if first_error:
+            if first_error and first_error != _describe_error(e):
                 msg += f" (stamped lookup: {first_error})"
             return None, msg
         if stamp_ns is not None and latest_ns and abs(stamp_ns - latest_ns) > self.cache_time_s * NS_PER_S:

@@ -144,7 +144,8 @@ class SMPLify3DNode(Node):
         """static: the T_cam_lidar parameter; tf: tf2_ros, else the built-in TF listener (never a guessed matrix)."""
         static = list(p.T_cam_lidar) if p.extrinsics_source == "static" else None
         try:
-            return ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=static, timeout_s=p.tf_timeout)
+            return ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=static, timeout_s=p.tf_timeout,
+                                    tf_backend=p.tf_backend)
         except Exception as error:
             raise StartupError(str(error)) from error
 
