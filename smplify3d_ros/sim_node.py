@@ -4,9 +4,9 @@ Publishes, at ``rate`` Hz, the frames of the project's simulator: ``~/image`` (I
 ``~/camera_info``, ``~/points`` (PointCloud2 in the LiDAR frame), ``~/observations``
 (ObservationArray: simulated keypoints and image-only initial estimates, standing in for a 2D
 detector and CLIFF) and ``~/ground_truth`` (SMPLArray of the true bodies). The camera-LiDAR
-extrinsic (camera_frame <- lidar_frame) goes to /tf_static, with tf2_ros when it is installed,
-else with a plain tf2_msgs/TFMessage publisher; it is also the ``T_cam_lidar`` the main node can
-be given as a static parameter.
+extrinsic (camera_frame <- lidar_frame) goes to /tf_static (unless ``publish_tf`` is false),
+with tf2_ros when it is installed, else with a plain tf2_msgs/TFMessage publisher; it is also the
+``T_cam_lidar`` the main node can be given as a static parameter.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class SimulatedSensorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("smplify3d_sim_node", **kwargs)
         defaults = {"rate": 2.0, "persons": 3, "sensor": "humanm3", "seed": 0, "scenes": 3,
-                    "camera_frame": "camera_optical", "lidar_frame": "lidar"}
+                    "camera_frame": "camera_optical", "lidar_frame": "lidar", "publish_tf": True}
         for name, value in defaults.items():
             self.declare_parameter(name, value)
         p = {name: self.get_parameter(name).value for name in defaults}
@@ -69,7 +69,8 @@ class SimulatedSensorNode(Node):
         self.cloud_pub = self.create_publisher(PointCloud2, "~/points", 5)
         self.obs_pub = self.create_publisher(ObservationArray, "~/observations", 5)
         self.truth_pub = self.create_publisher(SMPLArray, "~/ground_truth", 5)
-        self._publish_static_tf()
+        if p["publish_tf"]:
+            self._publish_static_tf()
         self.index = 0
         self.create_timer(1.0 / float(p["rate"]), self._tick)
         self.get_logger().info(f"publishing {len(self.scenes)} simulated {p['sensor']} frames of {p['persons']} "
