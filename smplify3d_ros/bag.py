@@ -8,17 +8,19 @@ Sub-commands:
     ``observations`` (smplify3d_ros/ObservationArray) and ``ground_truth`` (smplify3d_ros/SMPLArray)
     — frame ``i`` stamped ``start + i / rate`` (bag time = header stamps), without DDS. The
     camera-LiDAR extrinsic goes to ``/tf_static`` as a ``tf2_msgs/TFMessage`` (parent = camera
-    optical frame, child = LiDAR frame; serialized with the rosbags type store, since tf2_msgs has
-    no Python wheel here). The package's own message definitions are stored in the bag, so rosbags
-    (and ``ros2 bag``) can read it without this package.
+    optical frame, child = LiDAR frame; serialized with the rosbags type store). The package's own
+    message definitions are stored in the bag, so rosbags (and ``ros2 bag``) can read it without
+    this package.
 
 ``play BAG``
     Publishes the bag into the live ROS graph as raw CDR bytes (no deserialization), keeping the
     recorded timing scaled by ``1 / --rate``, and publishes ``/clock`` (rosgraph_msgs/Clock) so that
     nodes with ``use_sim_time`` follow the bag. Data topics: QoS reliable, keep-last 10, volatile
-    (``/tf_static``: transient local); ``/clock``: reliable, keep-last 1. Topics whose message
-    type has no Python package here (e.g. ``/tf_static`` without tf2_msgs) are skipped with a
-    note: give the node the static ``T_cam_lidar`` parameter then. ``--wait-for-subscribers S``
+    (``/tf_static``: transient local); ``/clock``: reliable, keep-last 1. ``/tf_static`` and ``/tf``
+    are played whenever ``tf2_msgs`` is importable (a ROS distro's, or the one
+    ``scripts/build_msgs.sh`` builds into the venv), so a node in ``extrinsics_source: tf`` gets
+    the bag's extrinsic. Topics whose message type has no Python package here are skipped with a
+    note. ``--wait-for-subscribers S``
     waits up to S seconds until every topic of ``--wait-topics`` (default: all played topics)
     has a subscriber. SIGTERM/SIGINT stop playback cleanly.
 
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Write a synthetic rosbag2 with the topics of smplify3d_sim_node "
                                      f"({', '.join(SIM_TOPICS.values())}) and the camera-LiDAR extrinsic on "
                                      f"{TF_STATIC} (tf2_msgs/TFMessage, camera optical frame <- LiDAR frame; written "
-                                     "with the rosbags type store since tf2_msgs has no Python wheel; also kept in "
+                                     "with the rosbags type store, no tf2_msgs needed; also kept in "
                                      "the bag metadata as custom_data smplify3d.T_cam_lidar). Header stamps = bag "
                                      "times = start + i / rate.")
     rec.add_argument("out", help="output bag folder (must not exist)")
@@ -81,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Publish the bag's messages as raw CDR bytes with the recorded timing scaled by "
                                      "1/--rate, and /clock (rosgraph_msgs/Clock) for use_sim_time nodes. Data topics: "
                                      "QoS reliable, keep-last 10, volatile (/tf_static transient local); /clock: reliable, "
-                                     "keep-last 1. Topics whose type has no Python package here are skipped (tf2_msgs "
-                                     "is not on PyPI: give the node its static T_cam_lidar parameter). Arguments after "
+                                     "keep-last 1. /tf_static and /tf are played when tf2_msgs is importable "
+                                     "(scripts/build_msgs.sh builds it into a pip-only venv); topics whose type has no "
+                                     "Python package here are skipped with a note. Arguments after "
                                      "--ros-args go to rclpy.")
     ply.add_argument("bag", help="bag folder")
     ply.add_argument("--rate", type=float, default=1.0, help="playback speed factor (default 1)")

@@ -41,7 +41,8 @@ def play(args, ros_args) -> int:
                 cls = message_class(msgtype)
                 if cls is None:
                     print(f"skipping {topic}: no Python package for {msgtype} here"
-                          + (" (give the node the static T_cam_lidar parameter)" if topic in (TF_STATIC, "/tf") else ""),
+                          + (" (run scripts/build_msgs.sh to build tf2_msgs, or give the node extrinsics_source "
+                             "static and T_cam_lidar)" if topic in (TF_STATIC, "/tf") else ""),
                           file=sys.stderr)
                     continue
                 durability = DurabilityPolicy.TRANSIENT_LOCAL if topic == TF_STATIC else DurabilityPolicy.VOLATILE

@@ -27,6 +27,7 @@ from geometry_msgs.msg import Quaternion, Transform, Vector3
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from smplify3d_core.geometry.transforms import quaternion_to_matrix
 from smplify3d_core.image import RGB8_ENCODINGS, to_rgb8
 from smplify3d_core.types import PinholeCamera
 from smplify3d_ros.stamps import seconds_to_stamp, stamp_to_seconds
@@ -532,16 +533,10 @@ def camera_info_to_camera(msg: CameraInfo, logger=None) -> PinholeCamera:
 # ----------------------------------------------------------------------------------------------
 
 def _quat_to_rot(x: float, y: float, z: float, w: float) -> np.ndarray:
-    q = np.array([x, y, z, w], dtype=np.float64)
-    norm = float(np.linalg.norm(q))
-    if not np.isfinite(norm) or norm < 1e-12:
-        raise ConversionError(f"quaternion (x, y, z, w) = {q.tolist()} cannot be normalised")
-    x, y, z, w = q / norm
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
+    try:
+        return quaternion_to_matrix(x, y, z, w)
+    except ValueError as error:
+        raise ConversionError(str(error)) from None
 
 
 def _rot_to_quat(R: np.ndarray) -> Tuple[float, float, float, float]:

@@ -1,20 +1,25 @@
 """Camera-LiDAR extrinsics for the node: ``T_cam_lidar`` (4x4, LiDAR frame -> camera optical
 frame, so ``p_cam = T_cam_lidar @ p_lidar``) from TF or from a static parameter.
 
-Sources, in order of preference:
+Sources:
 
-* a static matrix (the ``T_cam_lidar`` parameter: 16 floats, row-major) when it is set;
-* TF (``tf2_ros`` Buffer + TransformListener, when importable): transform ``camera_frame`` <-
-  ``lidar_frame`` at the cloud's stamp (waiting up to ``timeout_s``), falling back to the latest
-  available transform when the stamped one is not there (yet).
+* ``static``: a fixed matrix (the ``T_cam_lidar`` parameter: 16 floats, row-major);
+* ``tf``: transform ``camera_frame`` <- ``lidar_frame`` at the cloud's stamp, waiting up to
+  ``timeout_s``, from ``tf2_ros`` (Buffer + TransformListener) when it is importable (a ROS
+  distro), else from the project's own :class:`~smplify3d_ros.tf_buffer.TfListener` on ``/tf``
+  and ``/tf_static`` (needs ``tf2_msgs``, which ``scripts/build_msgs.sh`` builds into a pip-only
+  venv). When the stamped lookup fails, the latest transform is used only if its stamp is
+  within ``cache_time_s`` (the buffers' 10 s window) of the cloud's; a static chain always is.
 
-`ExtrinsicsSource.get` never raises for a missing transform: it returns ``(None, reason)`` and the
-node logs the reason and skips the frame. Only a configuration that can never work (no static
-matrix and no tf2_ros) raises `ExtrinsicsConfigError` at start-up.
+Nothing is guessed: `ExtrinsicsSource.get` never raises for a missing transform, it returns
+``(None, reason)`` naming the frames and why, and the node skips the frame with that reason. A
+configuration that can never work (TF without a node, a backend that is not installed) raises
+`ExtrinsicsConfigError` at start-up.
 
-Note on the TF wait: a blocking lookup only helps when the TF subscriptions can be serviced while
-the frame callback waits (a MultiThreadedExecutor with the TF listener in another callback group,
-or ``spin_thread=True``); on a single-threaded executor use ``timeout_s=0``.
+Note on the TF wait: a blocking lookup only helps when the TF subscriptions are serviced while
+the caller waits: the node looks up on its worker thread while the executor thread runs the
+listener's callbacks; a caller on a single-threaded executor's own thread should use
+``timeout_s=0``.
 """
 from __future__ import annotations
 
@@ -24,13 +29,18 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from smplify3d_ros.conversions import transform_to_matrix
+from smplify3d_ros.stamps import NS_PER_S, stamp_to_ns
+from smplify3d_ros.tf_buffer import TfBuffer, TfListener, TfLookupError
 
 __all__ = [
     "ExtrinsicsConfigError",
     "ExtrinsicsSource",
+    "builtin_tf_available",
     "parse_static_matrix",
     "tf2_available",
 ]
+
+TF_BACKENDS = ("auto", "tf2_ros", "builtin")
 
 ROTATION_TOL = 1e-3  # max |R^T R - I| entry and |det R - 1| accepted from a typed-in matrix
 
@@ -46,6 +56,15 @@ def tf2_available() -> bool:
     except ImportError:
         return False
     return hasattr(tf2_ros, "Buffer") and hasattr(tf2_ros, "TransformListener")
+
+
+def builtin_tf_available() -> bool:
+    """True when ``tf2_msgs`` is importable, which the built-in TfListener subscribes with."""
+    try:
+        from tf2_msgs.msg import TFMessage  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def parse_static_matrix(values: Any, name: str = "T_cam_lidar") -> np.ndarray:
@@ -90,16 +109,10 @@ def parse_static_matrix(values: Any, name: str = "T_cam_lidar") -> np.ndarray:
     return out
 
 
-def _to_rclpy_time(stamp: Any):
-    from rclpy.time import Time
-
-    if stamp is None:
-        return Time()
-    if isinstance(stamp, Time):
-        return stamp
-    from smplify3d_ros.stamps import stamp_to_ns
-
-    return Time(nanoseconds=stamp_to_ns(stamp))
+def _describe_error(error: Exception) -> str:
+    if isinstance(error, TfLookupError):  # it names the frames already
+        return f"{type(error).__name__}: {error.why}"
+    return f"{type(error).__name__}: {error}"
 
 
 class ExtrinsicsSource:
@@ -110,55 +123,88 @@ class ExtrinsicsSource:
         camera_frame: target frame (camera optical frame, e.g. the image's header.frame_id).
         lidar_frame: source frame (the cloud's header.frame_id).
         static_matrix: 16 floats (row-major) or a 4x4; None / empty means "use TF".
-        timeout_s: how long a stamped TF lookup may wait (see the module note).
-        buffer: an existing tf2_ros.Buffer (or any object with ``lookup_transform(target,
-            source, time, timeout=...)``) to use instead of creating one.
-        prefer_tf2: False forces the static path (then a static matrix is required).
+        timeout_s: how long a stamped TF lookup may wait, seconds (see the module note).
+        buffer: a buffer to use instead of subscribing: a `TfBuffer`, or a tf2_ros.Buffer (or any
+            object with ``lookup_transform(target, source, rclpy Time, timeout=Duration)``
+            returning a TransformStamped).
+        tf_backend: "auto" (tf2_ros when importable, else the built-in listener), "tf2_ros" or
+            "builtin".
+        cache_time_s: the window, seconds: the latest transform stands in for a stamped one only
+            when their stamps are at most this far apart.
 
     Raises:
-        ExtrinsicsConfigError: no static matrix and no TF available.
+        ExtrinsicsConfigError: TF without a node or buffer, or the chosen backend not installed.
         ValueError: the static matrix is invalid (see `parse_static_matrix`).
     """
 
     def __init__(self, node: Any = None, camera_frame: str = "", lidar_frame: str = "",
                  static_matrix: Optional[Sequence[float]] = None, timeout_s: float = 0.05,
-                 buffer: Any = None, prefer_tf2: bool = True):
+                 buffer: Any = None, tf_backend: str = "auto", cache_time_s: float = 10.0):
         self.camera_frame = str(camera_frame or "")
         self.lidar_frame = str(lidar_frame or "")
         self.timeout_s = max(0.0, float(timeout_s))
+        self.cache_time_s = float(cache_time_s)
         self._static: Optional[np.ndarray] = None
         self._buffer = None
         self._listener = None
         if static_matrix is not None and len(np.asarray(static_matrix).reshape(-1)) > 0:
             self._static = parse_static_matrix(static_matrix)
-            self.mode = "static"
+            self.mode = self.backend = "static"
             return
+        self.mode = "tf"
         if buffer is not None:
             self._buffer = buffer
-            self.mode = "tf"
+            self.backend = "builtin" if isinstance(buffer, TfBuffer) else "injected"
             return
-        if prefer_tf2 and tf2_available():
-            if node is None:
-                raise ExtrinsicsConfigError("ExtrinsicsSource: TF mode needs the node")
+        if tf_backend not in TF_BACKENDS:
+            raise ExtrinsicsConfigError(f"tf_backend must be one of {TF_BACKENDS}, got {tf_backend!r}")
+        if node is None:
+            raise ExtrinsicsConfigError(
+                "camera-LiDAR extrinsics from TF need the node to subscribe to /tf and /tf_static; or set "
+                "extrinsics_source to static and T_cam_lidar to the 16 numbers of the row-major 4x4 transform "
+                "LiDAR frame -> camera optical frame")
+        use_tf2 = tf_backend == "tf2_ros" or (tf_backend == "auto" and tf2_available())
+        if use_tf2:
+            if not tf2_available():
+                raise ExtrinsicsConfigError("tf_backend 'tf2_ros': tf2_ros is not installed (it comes with a ROS 2 distro)")
             import tf2_ros
+            from rclpy.duration import Duration
 
-            self._buffer = tf2_ros.Buffer()
+            self._buffer = tf2_ros.Buffer(cache_time=Duration(seconds=self.cache_time_s))
             self._listener = tf2_ros.TransformListener(self._buffer, node)
-            self.mode = "tf"
+            self.backend = "tf2_ros"
             return
-        raise ExtrinsicsConfigError(
-            "No camera-LiDAR extrinsics available: tf2_ros is not installed (or TF was disabled) "
-            "and the 'T_cam_lidar' parameter is not set. Set 'T_cam_lidar' to the 16 numbers of "
-            "the row-major 4x4 transform LiDAR frame -> camera optical frame, or install tf2_ros "
-            "(a ROS 2 distro) and publish the transform on /tf or /tf_static.")
+        if not builtin_tf_available():
+            raise ExtrinsicsConfigError(
+                "camera-LiDAR extrinsics from TF: neither tf2_ros nor tf2_msgs is importable. Run "
+                "scripts/build_msgs.sh (it builds tf2_msgs into the venv), or set extrinsics_source to static "
+                "and T_cam_lidar to the row-major 4x4 transform LiDAR frame -> camera optical frame")
+        self._buffer = TfBuffer(cache_time_s=self.cache_time_s)
+        self._listener = TfListener(node, self._buffer)
+        self.backend = "builtin"
 
     def describe(self) -> str:
         """One line for the start-up log."""
         if self.mode == "static":
             return "extrinsics: static T_cam_lidar parameter"
+        via = {"tf2_ros": "tf2_ros", "builtin": "the built-in TF listener (/tf, /tf_static)",
+               "injected": "the given buffer"}[self.backend]
         return (f"extrinsics: TF {self.camera_frame or '<image frame>'} <- "
-                f"{self.lidar_frame or '<cloud frame>'} (timeout {self.timeout_s:.3f} s, "
-                "fallback: latest)")
+                f"{self.lidar_frame or '<cloud frame>'} from {via} (timeout {self.timeout_s:.3f} s; without a "
+                f"transform at the cloud's stamp, the latest one if within {self.cache_time_s:g} s of it)")
+
+    def _lookup(self, target: str, source: str, stamp_ns: Optional[int], timeout_s: float) -> Tuple[np.ndarray, int]:
+        """(T_target_source (4, 4), the stamp it holds for in ns, 0 for static) or an exception."""
+        if isinstance(self._buffer, TfBuffer):
+            result = self._buffer.lookup(target, source, stamp_ns, timeout_s=timeout_s)
+            return result.matrix, result.stamp_ns
+        from rclpy.duration import Duration
+        from rclpy.time import Time
+
+        tf = self._buffer.lookup_transform(target, source, Time(nanoseconds=stamp_ns or 0),
+                                           timeout=Duration(seconds=timeout_s))
+        header = getattr(tf, "header", None)
+        return transform_to_matrix(getattr(tf, "transform", tf)), stamp_to_ns(header.stamp) if header else 0
 
     def get(self, stamp: Any = None, camera_frame: Optional[str] = None,
             lidar_frame: Optional[str] = None) -> Tuple[Optional[np.ndarray], str]:
@@ -167,7 +213,8 @@ class ExtrinsicsSource:
         ``stamp``: the cloud's stamp (builtin_interfaces/Time, rclpy Time, float seconds) or
         None for the latest. Frames default to those given at construction (a message's
         ``header.frame_id`` may be passed per call). Reasons: ``"static"``, ``"tf"`` (stamped),
-        ``"tf latest (...)"`` (fallback), or why nothing was found.
+        ``"tf latest (...)"`` (the latest transform, within ``cache_time_s`` of the stamp), or
+        ``"TF missing: <camera> <- <lidar>: ..."`` saying why nothing could be used.
         """
         if self._static is not None:
             return self._static.copy(), "static"
@@ -175,23 +222,23 @@ class ExtrinsicsSource:
         source = lidar_frame or self.lidar_frame
         if not target or not source:
             return None, (f"TF missing: frame names unknown (camera '{target}', lidar '{source}')")
-        from rclpy.duration import Duration
-
+        stamp_ns = None if stamp is None else stamp_to_ns(stamp)
         first_error = ""
-        if stamp is not None:
+        if stamp_ns is not None:
             try:
-                tf = self._buffer.lookup_transform(target, source, _to_rclpy_time(stamp),
-                                                   timeout=Duration(seconds=self.timeout_s))
-                return transform_to_matrix(getattr(tf, "transform", tf)), "tf"
-            except Exception as e:  # tf2 Lookup/Extrapolation/Connectivity errors
-                first_error = f"{type(e).__name__}: {e}"
+                return self._lookup(target, source, stamp_ns, self.timeout_s)[0], "tf"
+            except Exception as e:  # tf2 Lookup/Extrapolation/Connectivity errors, TfLookupError
+                first_error = _describe_error(e)
         try:
-            tf = self._buffer.lookup_transform(target, source, _to_rclpy_time(None),
-                                               timeout=Duration(seconds=0.0))
-            why = f" (stamped lookup failed: {first_error})" if first_error else ""
-            return transform_to_matrix(getattr(tf, "transform", tf)), "tf latest" + why
+            T, latest_ns = self._lookup(target, source, None, 0.0)
         except Exception as e:
-            msg = f"TF missing: no transform {target} <- {source}: {type(e).__name__}: {e}"
-            if first_error:
+            msg = f"TF missing: {target} <- {source}: {_describe_error(e)}"
+            if first_error and first_error != _describe_error(e):
                 msg += f" (stamped lookup: {first_error})"
             return None, msg
+        if stamp_ns is not None and latest_ns and abs(stamp_ns - latest_ns) > self.cache_time_s * NS_PER_S:
+            return None, (f"TF missing: {target} <- {source} at the cloud's stamp ({first_error}); the latest "
+                          f"transform is {(stamp_ns - latest_ns) / NS_PER_S:+.3f} s from it, beyond the "
+                          f"{self.cache_time_s:g} s window")
+        why = f" (stamped lookup failed: {first_error})" if first_error else ""
+        return T, "tf latest" + why

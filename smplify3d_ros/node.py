@@ -174,20 +174,13 @@ class SMPLify3DNode(Node):
 
     # -- start-up ------------------------------------------------------------------------------
     def _make_extrinsics(self, p) -> ExtrinsicsSource:
+        """static: the T_cam_lidar parameter; tf: tf2_ros, else the built-in TF listener (never a guessed matrix)."""
         static = list(p.T_cam_lidar) if p.extrinsics_source == "static" else None
         try:
-            return ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=static, timeout_s=p.tf_timeout)
-        except Exception as error:
-            if p.extrinsics_source != "tf":
-                raise StartupError(str(error)) from error
-        try:  # no tf2_ros here: fall back to the static parameter
-            source = ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=list(p.T_cam_lidar),
-                                      timeout_s=p.tf_timeout)
+            return ExtrinsicsSource(self, p.camera_frame, p.lidar_frame, static_matrix=static, timeout_s=p.tf_timeout,
+                                    tf_backend=p.tf_backend)
         except Exception as error:
             raise StartupError(str(error)) from error
-        self.get_logger().warning("tf2_ros is not available; using the static T_cam_lidar parameter as the "
-                                  "camera-LiDAR extrinsic")
-        return source
 
     def _load_models(self, p) -> None:
         config = self.pipeline_config

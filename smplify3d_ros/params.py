@@ -44,10 +44,13 @@ class NodeConfig:
                                     "image's header.frame_id, empty: that frame_id is used")
     lidar_frame: str = setting("", "LiDAR frame of the TF lookup; set: it overrides the cloud's header.frame_id, "
                                    "empty: that frame_id is used")
-    extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (tf2_ros lookup) or static (T_cam_lidar)",
-                                     choices=("tf", "static"))
-    T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame (static, or "
-                                                           "the fallback when tf2_ros is not installed)")
+    extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (/tf, /tf_static: tf2_ros, else the "
+                                           "built-in listener) or static (T_cam_lidar)", choices=("tf", "static"))
+    tf_backend: str = setting("auto", "TF client in tf mode: auto (tf2_ros when installed, else builtin), tf2_ros, or "
+                                      "builtin (the project's own /tf and /tf_static listener)",
+                              choices=("auto", "tf2_ros", "builtin"))
+    T_cam_lidar: Tuple[float, ...] = setting(IDENTITY_4X4, "row-major 4x4 LiDAR -> camera optical frame; used only "
+                                                           "with extrinsics_source static")
     tf_timeout: float = setting(0.05, "seconds to wait for a transform before skipping the frame", min=0, max=10)
     publish_vertices: bool = setting(False, "fill SMPL.vertices (6890 points per person)")
     publish_markers: bool = setting(True, "publish ~/markers: one TRIANGLE_LIST mesh per person")

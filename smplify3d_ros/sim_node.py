@@ -4,8 +4,9 @@ Publishes, at ``rate`` Hz, the frames of the project's simulator: ``~/image`` (I
 ``~/camera_info``, ``~/points`` (PointCloud2 in the LiDAR frame), ``~/observations``
 (ObservationArray: simulated keypoints and image-only initial estimates, standing in for a 2D
 detector and CLIFF) and ``~/ground_truth`` (SMPLArray of the true bodies). The camera-LiDAR
-extrinsic goes to /tf_static when tf2_ros is installed; it is also the ``T_cam_lidar`` the
-main node can be given as a static parameter.
+extrinsic (camera_frame <- lidar_frame) goes to /tf_static (unless ``publish_tf`` is false),
+with tf2_ros when it is installed, else with a plain tf2_msgs/TFMessage publisher; it is also the
+``T_cam_lidar`` the main node can be given as a static parameter.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class SimulatedSensorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("smplify3d_sim_node", **kwargs)
         defaults = {"rate": 2.0, "persons": 3, "sensor": "humanm3", "seed": 0, "scenes": 3,
-                    "camera_frame": "camera_optical", "lidar_frame": "lidar"}
+                    "camera_frame": "camera_optical", "lidar_frame": "lidar", "publish_tf": True}
         for name, value in defaults.items():
             self.declare_parameter(name, value)
         p = {name: self.get_parameter(name).value for name in defaults}
@@ -68,28 +69,45 @@ class SimulatedSensorNode(Node):
         self.cloud_pub = self.create_publisher(PointCloud2, "~/points", 5)
         self.obs_pub = self.create_publisher(ObservationArray, "~/observations", 5)
         self.truth_pub = self.create_publisher(SMPLArray, "~/ground_truth", 5)
-        self._publish_static_tf()
+        if p["publish_tf"]:
+            self._publish_static_tf()
         self.index = 0
         self.create_timer(1.0 / float(p["rate"]), self._tick)
         self.get_logger().info(f"publishing {len(self.scenes)} simulated {p['sensor']} frames of {p['persons']} "
                                f"persons at {p['rate']} Hz")
 
     def _publish_static_tf(self) -> None:
-        try:
-            import tf2_ros
-            from geometry_msgs.msg import TransformStamped
+        """The camera <- LiDAR extrinsic on /tf_static: with tf2_ros's StaticTransformBroadcaster when
+        importable, else with a publisher of tf2_msgs/TFMessage of the same QoS (reliable, transient
+        local, keep last 1), so that late subscribers get it too."""
+        from geometry_msgs.msg import TransformStamped
 
-            from smplify3d_ros.conversions import matrix_to_transform
-        except ImportError:
-            self.get_logger().info("tf2_ros is not installed: give the main node the static T_cam_lidar parameter")
-            return
-        self._tf = tf2_ros.StaticTransformBroadcaster(self)
+        from smplify3d_ros.conversions import matrix_to_transform
+
         message = TransformStamped()
         message.header.stamp = self.get_clock().now().to_msg()
         message.header.frame_id = self.params["camera_frame"]
         message.child_frame_id = self.params["lidar_frame"]
         message.transform = matrix_to_transform(self.scenes[0].frame.T_cam_lidar)
-        self._tf.sendTransform(message)
+        try:
+            import tf2_ros
+
+            self._tf = tf2_ros.StaticTransformBroadcaster(self)
+            self._tf.sendTransform(message)
+            return
+        except ImportError:
+            pass
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError:
+            self.get_logger().warning("neither tf2_ros nor tf2_msgs is installed: no /tf_static (run "
+                                      "scripts/build_msgs.sh, or give the main node the static T_cam_lidar parameter)")
+            return
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._tf = self.create_publisher(TFMessage, "/tf_static", qos)
+        self._tf.publish(TFMessage(transforms=[message]))
 
     def _tick(self) -> None:
         scene = self.scenes[self.index % len(self.scenes)]

@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import sys
 
 # DDS domain ids a test may take. Fast DDS maps a domain to UDP ports 7400 + 250 * id + offsets, so ids
 # above 232 overflow the 16-bit port range; on Linux the ports of ids 102-214 fall in the kernel's
@@ -17,7 +18,8 @@ def ros_domain_id(salt: int) -> int:
     other processes (another pytest on the machine) get ids shifted by 53 per unit of process id, so
     runs with neighbouring process ids do not meet on a domain while their salts stay below 53.
     Salts in use: 0 test_ros_integration, 1 test_ros_messages, 2 test_launch, 3 test_ros_sync_markers,
-    4 test_ros_demo, 7 test_ros_bags, 10 and up test_ros_robustness (one per node it starts).
+    4 test_ros_demo, 7 test_ros_bags, 10 and up test_ros_robustness (one per node it starts), 20-29
+    test_ros_tf.
     """
     return VALID_DOMAIN_IDS[(os.getpid() * 53 + salt) % len(VALID_DOMAIN_IDS)]
 
@@ -30,6 +32,14 @@ def isolated_ros_env(salt: int = 0) -> dict:
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def start_ros_module(module: str, params: dict, env: dict) -> subprocess.Popen:
+    """``python -m module --ros-args -p name:=value ...`` in ``env``, its stdout and stderr piped together."""
+    args = [sys.executable, "-m", module, "--ros-args"]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> str:

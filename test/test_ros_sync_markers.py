@@ -339,15 +339,43 @@ def test_extrinsics_static_path():
     assert "static" in src.describe()
 
 
-def test_extrinsics_no_tf_no_static_is_a_clear_startup_error():
-    if tf2_available():
-        pytest.skip("tf2_ros installed: the TF path is used")
+def test_extrinsics_tf_without_a_node_or_backend_is_a_clear_startup_error():
+    """TF mode needs a node to subscribe with; there is no fallback to a guessed (identity) matrix."""
     for empty in (None, []):
         with pytest.raises(ExtrinsicsConfigError) as e:
             ExtrinsicsSource(None, "cam", "lidar", static_matrix=empty)
-        assert "T_cam_lidar" in str(e.value) and "tf2_ros" in str(e.value)
-    with pytest.raises(ExtrinsicsConfigError):
-        ExtrinsicsSource(None, "cam", "lidar", prefer_tf2=False)
+        assert "T_cam_lidar" in str(e.value) and "/tf" in str(e.value)
+    if not tf2_available():
+        with pytest.raises(ExtrinsicsConfigError, match="tf2_ros is not installed"):
+            ExtrinsicsSource(object(), "cam", "lidar", tf_backend="tf2_ros")
+    with pytest.raises(ExtrinsicsConfigError, match="tf_backend"):
+        ExtrinsicsSource(object(), "cam", "lidar", tf_backend="guess")
+
+
+def test_extrinsics_on_the_builtin_buffer_use_the_latest_only_within_the_window():
+    from smplify3d_ros.tf_buffer import TfBuffer
+
+    T = _rigid(0.4, (0.1, -0.2, 0.3))
+    t, q = T[:3, 3], _transform_msg(T).transform.rotation
+    buffer = TfBuffer(cache_time_s=10.0)
+    src = ExtrinsicsSource(None, "cam", "lidar", buffer=buffer, timeout_s=0.0, cache_time_s=10.0)
+    assert src.backend == "builtin" and "built-in" in src.describe()
+    got, reason = src.get(100.0)
+    assert got is None and reason.startswith("TF missing: cam <- lidar") and "does not exist" in reason
+    for stamp in (100.0, 101.0):
+        buffer.set_transform("cam", "lidar", t, (q.x, q.y, q.z, q.w), int(stamp * 1e9))
+    got, reason = src.get(100.5)
+    assert reason == "tf"
+    np.testing.assert_allclose(got, T, atol=1e-9)
+    got, reason = src.get(103.0)  # after the newest, within 10 s: the latest
+    assert reason.startswith("tf latest") and "extrapolation into the future" in reason
+    np.testing.assert_allclose(got, T, atol=1e-9)
+    got, reason = src.get(130.0)  # 29 s after the newest: skipped, not guessed
+    assert got is None and reason.startswith("TF missing: cam <- lidar") and "beyond the 10 s window" in reason
+    got, reason = src.get(None)
+    assert reason == "tf latest"
+    buffer.set_transform("cam", "lidar", t, (q.x, q.y, q.z, q.w), 0, static=True)  # a static chain: any stamp
+    assert src.get(5000.0)[1] == "tf"
 
 
 def _transform_msg(T):

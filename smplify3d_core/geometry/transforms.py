@@ -37,3 +37,18 @@ def rigid_inverse(T) -> np.ndarray:
     out[:3, :3] = T[:3, :3].T
     out[:3, 3] = -T[:3, :3].T @ T[:3, 3]
     return out
+
+
+def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
+    """(3, 3) float64 rotation matrix of the quaternion ``(x, y, z, w)`` (ROS order, Hamilton
+    convention), normalised first; a zero-length or non-finite quaternion raises a ValueError."""
+    q = np.array([x, y, z, w], dtype=np.float64)
+    norm = float(np.linalg.norm(q))
+    if not np.isfinite(norm) or norm < 1e-12:
+        raise ValueError(f"quaternion (x, y, z, w) = {q.tolist()} cannot be normalised")
+    x, y, z, w = q / norm
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
