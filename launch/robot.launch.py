@@ -9,6 +9,8 @@ Arguments:
   rviz          true: also start rviz2 with rviz/smplify3d.rviz (default false)
   rviz_config   the RViz config rviz2 opens (default: the package's rviz/smplify3d.rviz)
   use_sim_time  true: the node follows /clock (bag replay; default false)
+  autostart     true: the node configures and activates itself (default); false: it waits in the
+                unconfigured lifecycle state for a lifecycle manager (ros2 lifecycle set ...)
 
 The camera-LiDAR extrinsic comes from TF (extrinsics_source: tf, the default) or from the
 T_cam_lidar parameter (extrinsics_source: static); see config/robot.yaml.
@@ -32,6 +34,7 @@ def generate_launch_description():
     rviz = LaunchConfiguration("rviz")
     rviz_config = LaunchConfiguration("rviz_config")
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    autostart = ParameterValue(LaunchConfiguration("autostart"), value_type=bool)
 
     return LaunchDescription([
         DeclareLaunchArgument(
@@ -44,13 +47,16 @@ def generate_launch_description():
             description="RViz config file for rviz2"),
         DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="Use /clock (simulation or bag replay) time"),
+        DeclareLaunchArgument(
+            "autostart", default_value="true",
+            description="Configure and activate the (lifecycle) node at start-up; false: wait for a lifecycle manager"),
         Node(
             package=PACKAGE,
             executable="smplify3d_node",
             name="smplify3d_node",
             output="screen",
             emulate_tty=True,
-            parameters=[params_file, {"use_sim_time": use_sim_time}],
+            parameters=[params_file, {"use_sim_time": use_sim_time, "autostart": autostart}],
         ),
         Node(
             package="rviz2",

@@ -183,6 +183,16 @@ class ExtrinsicsSource:
         self._listener = TfListener(node, self._buffer)
         self.backend = "builtin"
 
+    def close(self) -> None:
+        """Stop listening to TF (the node's /tf and /tf_static subscriptions go); lookups fail afterwards."""
+        listener, self._listener = self._listener, None
+        if listener is None:
+            return
+        if isinstance(listener, TfListener):
+            listener.destroy()
+        elif hasattr(listener, "unregister"):  # tf2_ros.TransformListener
+            listener.unregister()
+
     def describe(self) -> str:
         """One line for the start-up log."""
         if self.mode == "static":

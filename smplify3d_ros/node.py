@@ -1,5 +1,12 @@
 """``smplify3d_node``: SMPL bodies of the people in view, from a camera and a LiDAR.
 
+A lifecycle (managed) node: ``configure`` checks the parameters' files and loads the body model,
+fit preset and networks and the extrinsics source; ``activate`` subscribes, creates the publishers
+and starts the worker; ``deactivate`` and ``cleanup`` release them again. With ``autostart`` (the
+default) the node configures and activates itself, so ``ros2 run`` and the launch files need one
+command; with ``autostart: false`` a lifecycle manager (``ros2 lifecycle set``, nav2's manager)
+drives it. /diagnostics is published in every state.
+
 Subscribes to an image (raw or compressed), its camera_info and a PointCloud2, synchronizes
 image and cloud approximately, and fits every person of the newest synchronized frame on one
 worker thread. Frames that arrive while the worker is busy replace the waiting one and are
@@ -47,7 +54,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
@@ -96,22 +103,29 @@ class PendingFrame:
     received: float
 
 
-class SMPLify3DNode(Node):
+class SMPLify3DNode(LifecycleNode):
     """The ROS 2 node; see the module docstring."""
 
     def __init__(self, extrinsics: Optional[ExtrinsicsSource] = None, **kwargs) -> None:
         """extrinsics: a prebuilt ExtrinsicsSource (e.g. one on an injected TF buffer, in tests) used
         instead of the one the parameters describe; kwargs go to rclpy's Node (context,
-        parameter_overrides, ...)."""
+        parameter_overrides, ...). Raises StartupError for a bad parameter, and with ``autostart``
+        when configuring or activating fails."""
         super().__init__("smplify3d_node", **kwargs)
         try:
             self.settings, self.pipeline_config = declare_node_parameters(self)
         except ConfigError as error:
             raise StartupError(str(error)) from error
-        p = self.settings
-        self._load_models(p)
-        self.extrinsics = extrinsics if extrinsics is not None else self._make_extrinsics(p)
-        self.get_logger().info(self.extrinsics.describe())
+        self._given_extrinsics = extrinsics
+        self.processor: Optional[FrameProcessor] = None
+        self.fitter = None
+        self.extrinsics: Optional[ExtrinsicsSource] = None
+        self._sync = None
+        self._inputs: list = []  # subscriptions besides the synchronizer's
+        self.smpl_pub = self.marker_pub = self.overlay_pub = None
+        self._worker: Optional[threading.Thread] = None
+        self._transition_error = ""
+        self._observations: list = []
 
         self._camera = None  # (PinholeCamera, camera_info frame_id) of the latest usable camera_info
         self._camera_error: Optional[str] = None
@@ -141,7 +155,81 @@ class SMPLify3DNode(Node):
         #: (image stamp s, receive->publish wall time s, stamp->publish latency s) of recent results
         self.recent_latencies: deque = deque(maxlen=50)
         self._marker_ids: set = set()
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        if self.settings.autostart:
+            self.start()
 
+    # -- lifecycle -----------------------------------------------------------------------------
+    def _lifecycle_label(self) -> str:
+        """unconfigured, inactive or active."""
+        if self._sync is not None:
+            return "active"
+        return "inactive" if self.processor is not None else "unconfigured"
+
+    def start(self) -> None:
+        """configure + activate (what ``autostart`` does); StartupError naming the reason when one fails."""
+        for name, trigger in (("configure", self.trigger_configure), ("activate", self.trigger_activate)):
+            if trigger() != TransitionCallbackReturn.SUCCESS:
+                raise StartupError(self._transition_error or f"the {name} transition failed")
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Load the models and the extrinsics source (the parameters were checked when declared)."""
+        try:
+            self._load_models(self.settings)
+            self.extrinsics = self._given_extrinsics or self._make_extrinsics(self.settings)
+        except StartupError as error:
+            self._transition_error = str(error)
+            self.get_logger().error(f"configure failed: {error}")
+            self.processor = self.fitter = None
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(self.extrinsics.describe())
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Subscribe to the inputs, create the publishers and start the worker."""
+        self._create_inputs_and_outputs(self.settings)
+        with self._lock:
+            self._last_event["synchronized"] = time.monotonic()
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="smplify3d_worker", daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop the worker (a running fit is cancelled), unsubscribe and remove the publishers."""
+        self.shutdown()
+        for subscription in self._inputs:
+            self.destroy_subscription(subscription)
+        self._inputs = []
+        if self._sync is not None:
+            self._sync.destroy(self)
+            self._sync = None
+        for publisher in (self.smpl_pub, self.marker_pub, self.overlay_pub):
+            if publisher is not None:
+                self.destroy_publisher(publisher)
+        self.smpl_pub = self.marker_pub = self.overlay_pub = None
+        with self._lock:
+            self._pending = None
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Release the models and the TF listener."""
+        if self.extrinsics is not None and self.extrinsics is not self._given_extrinsics:
+            self.extrinsics.close()
+        self.extrinsics = None
+        self.processor = self.fitter = None
+        self._camera = None
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        if self._sync is not None:
+            self.on_deactivate(state)
+        if self.processor is not None:
+            self.on_cleanup(state)
+        return TransitionCallbackReturn.SUCCESS
+
+    def _create_inputs_and_outputs(self, p) -> None:
         input_qos = qos_profile_sensor_data
         if p.reliable_inputs:
             from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -149,7 +237,7 @@ class SMPLify3DNode(Node):
             input_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         image_type = CompressedImage if p.compressed_image else Image
         image_topic = p.image_topic + ("/compressed" if p.compressed_image else "")
-        self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, input_qos)
+        self._inputs = [self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, input_qos)]
         self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p.cloud_topic)],
                                        p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos,
                                        time_jump=p.sync_time_jump, on_drop=self._on_sync_drop,
@@ -160,17 +248,14 @@ class SMPLify3DNode(Node):
         if p.observations_topic:
             from smplify3d_ros.msg import ObservationArray
 
-            self.create_subscription(ObservationArray, p.observations_topic, self._on_observations, 10)
+            self._inputs.append(self.create_subscription(ObservationArray, p.observations_topic,
+                                                         self._on_observations, 10))
 
         from smplify3d_ros.msg import SMPLArray
 
         self.smpl_pub = self.create_publisher(SMPLArray, "~/smpl", 10)
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.overlay_pub = self.create_publisher(Image, "~/overlay", 2) if p.publish_overlay else None
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(1.0, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="smplify3d_worker", daemon=True)
-        self._worker.start()
 
     # -- start-up ------------------------------------------------------------------------------
     def _make_extrinsics(self, p) -> ExtrinsicsSource:
@@ -410,7 +495,10 @@ class SMPLify3DNode(Node):
         values = {**{k: str(v) for k, v in counters.items()},
                   **{f"seconds_{k}": f"{v:.4f}" for k, v in self._last_stage_seconds.items()},
                   "busy": str(busy).lower(),
-                  "sync_backend": self._sync.backend, "unsynchronized_drops": str(self._sync.unsynchronized_drops)}
+                  "lifecycle_state": self._lifecycle_label()}
+        if self._sync is not None:
+            values.update({"sync_backend": self._sync.backend,
+                           "unsynchronized_drops": str(self._sync.unsynchronized_drops)})
         if self.recent_latencies:
             values["latency_s"] = f"{self.recent_latencies[-1][2]:.4f}"
         values.update({f"skipped: {k}": str(v) for k, v in reasons.items()})
@@ -422,6 +510,8 @@ class SMPLify3DNode(Node):
         """(level, message) of the node's status: WARN without synchronized frames for ``input_timeout`` s,
         ERROR when frames arrive but none was fitted for as long, OK otherwise."""
         now = time.monotonic() if now is None else now
+        if self._sync is None:
+            return DiagnosticStatus.OK, f"{self._lifecycle_label()}: not processing (lifecycle transition 'activate' starts it)"
         timeout = self.settings.input_timeout
         with self._lock:
             last = dict(self._last_event)
@@ -442,7 +532,8 @@ class SMPLify3DNode(Node):
     def _publish_diagnostics(self) -> None:
         try:
             values = self.diagnostic_values()
-            status = DiagnosticStatus(name="smplify3d_node: pipeline", hardware_id=str(self.fitter.device))
+            device = self.fitter.device if self.fitter is not None else self.pipeline_config.device
+            status = DiagnosticStatus(name="smplify3d_node: pipeline", hardware_id=str(device))
             status.level, status.message = self.diagnostic_level()
             status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
             message = DiagnosticArray(status=[status])
@@ -458,13 +549,14 @@ class SMPLify3DNode(Node):
         self._wake.set()
         with self._observations_arrived:
             self._observations_arrived.notify_all()
-        self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
-        return not self._worker.is_alive()
+        if self._worker is not None:
+            self._worker.join(timeout=WORKER_JOIN_TIMEOUT_S)
+        return not self.worker_alive
 
     @property
     def worker_alive(self) -> bool:
         """True while the worker thread runs (after `shutdown`, when it did not stop in time)."""
-        return self._worker.is_alive()
+        return self._worker is not None and self._worker.is_alive()
 
 
 def main(args=None) -> int:

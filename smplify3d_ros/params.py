@@ -24,6 +24,8 @@ IDENTITY_4X4 = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
 class NodeConfig:
     """The ROS side of ``smplify3d_node``: inputs, frames and extrinsics, outputs."""
 
+    autostart: bool = setting(True, "configure and activate at start-up; false: stay unconfigured until a lifecycle "
+                                    "manager drives it (ros2 lifecycle set /smplify3d_node configure, activate)")
     image_topic: str = setting("/camera/image_raw", "sensor_msgs/Image topic (rgb8, bgr8, mono8, mono16, ...), rectified")
     compressed_image: bool = setting(False, "subscribe to <image_topic>/compressed (sensor_msgs/CompressedImage)")
     camera_info_topic: str = setting("/camera/camera_info", "sensor_msgs/CameraInfo topic (K of the rectified image)")

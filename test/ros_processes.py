@@ -2,7 +2,9 @@
 import os
 import signal
 import subprocess
+import threading
 import sys
+import time
 
 # DDS domain ids a test may take. Fast DDS maps a domain to UDP ports 7400 + 250 * id + offsets, so ids
 # above 232 overflow the 16-bit port range; on Linux the ports of ids 102-214 fall in the kernel's
@@ -19,7 +21,7 @@ def ros_domain_id(salt: int) -> int:
     runs with neighbouring process ids do not meet on a domain while their salts stay below 53.
     Salts in use: 0 test_ros_integration, 1 test_ros_messages, 2 test_launch, 3 test_ros_sync_markers,
     4 test_ros_demo, 7 test_ros_bags, 10 and up test_ros_robustness (one per node it starts), 20-29
-    test_ros_tf, 40-44 test_ros_process_faults.
+    test_ros_tf, 40-44 test_ros_process_faults, 45 test_ros_lifecycle.
     """
     return VALID_DOMAIN_IDS[(os.getpid() * 53 + salt) % len(VALID_DOMAIN_IDS)]
 
@@ -52,3 +54,110 @@ def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> str:
             process.kill()
             process.wait()
     return process.stdout.read() if process.stdout else ""
+
+
+# ----------------------------------------------------------------------------------------------
+# smplify3d_node on the simulator's topics, watched from the test process
+# ----------------------------------------------------------------------------------------------
+
+SIM = "/smplify3d_sim_node"
+NODE = "/smplify3d_node"
+
+
+def node_params(**extra):
+    """Parameters of smplify3d_node on the simulator's topics (observations mode, static extrinsic), plus ``extra``."""
+    from smplify3d_core.sim.presets import get_preset
+
+    T = get_preset("humanm3").T_cam_lidar.reshape(-1).tolist()
+    return {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
+            "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
+            "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]", "device": "cpu", "preset": "humanm3",
+            **extra}
+
+
+def sim_params():
+    return {"rate": 1.0, "persons": 1, "scenes": 2, "seed": 3}
+
+
+class Listener:
+    """The node's /diagnostics and ~/smpl and the simulator's images, collected on a spinning thread."""
+
+    def __init__(self, env):
+        from diagnostic_msgs.msg import DiagnosticArray
+        from sensor_msgs.msg import Image
+
+        from smplify3d_ros.msg import SMPLArray
+
+        import rclpy
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
+        self.node = rclpy.create_node("faults_listener", context=self.context)
+        self.statuses, self.results, self.images = [], [], []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node.create_subscription(SMPLArray, f"{NODE}/smpl", self.results.append, 10)
+        self.node.create_subscription(Image, f"{SIM}/image", lambda m: self.images.append(seconds_of(m.header.stamp)), 10)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while not self.stop.is_set() and self.context.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _on_diagnostics(self, msg):
+        for status in msg.status:
+            if status.name.startswith("smplify3d_node"):
+                self.statuses.append((status.level, status.message, {kv.key: kv.value for kv in status.values}))
+
+    def close(self):
+        import rclpy
+
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def seconds_of(stamp):
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
+
+
+class LineReader:
+    """Collects a process's output lines on a thread (so the test can wait for one without blocking)."""
+
+    def __init__(self, process):
+        self.lines = []
+        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self.thread.start()
+
+    def _read(self, process):
+        for line in process.stdout:
+            self.lines.append(line)
+
+    def text(self):
+        self.thread.join(timeout=10)
+        return "".join(self.lines)
+
+
+def assert_clean_exit(process, reader, sent):
+    """Waits for ``process`` (ended by ``sent``): exit code 0, no traceback, no abort. Returns (seconds, log)."""
+    t0 = time.monotonic()
+    code = process.wait(timeout=60)
+    seconds = time.monotonic() - t0
+    log = reader.text()
+    assert code == 0, f"exit code {code} after {sent}:\n{log[-4000:]}"
+    assert "Traceback" not in log and "terminate called" not in log, log[-4000:]
+    return seconds, log

@@ -37,7 +37,7 @@ EXECUTABLES = ("smplify3d_node", "smplify3d_sim_node", "smplify3d-bag")
 STANDARD_NODE_PARAMETERS = {"use_sim_time"}  # declared by rclpy for every node
 
 EXPECTED_ARGUMENTS = {  # argument -> default (None: required)
-    "robot.launch.py": {"params_file": "robot.yaml", "rviz": "false", "use_sim_time": "false"},
+    "robot.launch.py": {"params_file": "robot.yaml", "rviz": "false", "use_sim_time": "false", "autostart": "true"},
     "replay.launch.py": {"bag": None, "rate": "1.0", "params_file": "robot.yaml", "rviz": "false"},
     "demo.launch.py": {"rviz": "true"},
 }
@@ -360,6 +360,8 @@ def test_robot_launch_description(stub_launch):
     assert _is_configuration(params_file, "params_file")
     sim_time = overrides["use_sim_time"]
     assert _is_configuration(sim_time.args[0], "use_sim_time") and sim_time.kwargs["value_type"] is bool
+    autostart = overrides["autostart"]
+    assert _is_configuration(autostart.args[0], "autostart") and autostart.kwargs["value_type"] is bool
     _check_parameter_types("smplify3d_node", overrides)
     _check_rviz_node(description)
 

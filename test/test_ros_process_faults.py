@@ -7,102 +7,17 @@ in the test process (its own rclpy context on the test's DDS domain) reads /diag
 happens; the seconds a shutdown took are printed, not asserted (machines differ in speed).
 """
 import signal
-import threading
 import time
 
 import pytest
 import yaml
-from ros_processes import isolated_ros_env, start_ros_module, stop_process
+from ros_processes import (Listener, LineReader, assert_clean_exit, isolated_ros_env, node_params, seconds_of,
+                           sim_params, start_ros_module, stop_process, wait_for)
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 
-from smplify3d_core.sim.presets import get_preset  # noqa: E402
-
-SIM = "/smplify3d_sim_node"
-NODE = "/smplify3d_node"
 #: Salts of ros_domain_id (see ros_processes): one per test here.
 SALTS = {"fit_SIGTERM": 40, "fit_SIGINT": 41, "start-up": 42, "idle": 43, "sim_killed": 44}
-
-
-def node_params(**extra):
-    T = get_preset("humanm3").T_cam_lidar.reshape(-1).tolist()
-    return {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
-            "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
-            "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]", "device": "cpu", "preset": "humanm3",
-            **extra}
-
-
-def sim_params():
-    return {"rate": 1.0, "persons": 1, "scenes": 2, "seed": 3}
-
-
-class Listener:
-    """The node's /diagnostics and ~/smpl and the simulator's images, collected on a spinning thread."""
-
-    def __init__(self, env):
-        from diagnostic_msgs.msg import DiagnosticArray
-        from sensor_msgs.msg import Image
-
-        from smplify3d_ros.msg import SMPLArray
-
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context, domain_id=int(env["ROS_DOMAIN_ID"]))
-        self.node = rclpy.create_node("faults_listener", context=self.context)
-        self.statuses, self.results, self.images = [], [], []
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.node.create_subscription(SMPLArray, f"{NODE}/smpl", self.results.append, 10)
-        self.node.create_subscription(Image, f"{SIM}/image", lambda m: self.images.append(_seconds(m.header.stamp)), 10)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while not self.stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def _on_diagnostics(self, msg):
-        for status in msg.status:
-            if status.name.startswith("smplify3d_node"):
-                self.statuses.append((status.level, status.message, {kv.key: kv.value for kv in status.values}))
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(timeout=5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-def _seconds(stamp):
-    return stamp.sec + 1e-9 * stamp.nanosec
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
-
-
-class LineReader:
-    """Collects a process's output lines on a thread (so the test can wait for one without blocking)."""
-
-    def __init__(self, process):
-        self.lines = []
-        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self.thread.start()
-
-    def _read(self, process):
-        for line in process.stdout:
-            self.lines.append(line)
-
-    def text(self):
-        self.thread.join(timeout=10)
-        return "".join(self.lines)
 
 
 @pytest.fixture
@@ -113,16 +28,6 @@ def processes():
     for process in started:
         if process.poll() is None:
             stop_process(process)
-
-
-def assert_clean_exit(process, reader, sent):
-    t0 = time.monotonic()
-    code = process.wait(timeout=60)
-    seconds = time.monotonic() - t0
-    log = reader.text()
-    assert code == 0, f"exit code {code} after {sent}:\n{log[-4000:]}"
-    assert "Traceback" not in log and "terminate called" not in log, log[-4000:]
-    return seconds, log
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -203,10 +108,10 @@ def test_sensor_publisher_killed_and_restarted(processes, body_model_dir):
         processes.append(restarted)
         wait_for(lambda: len(listener.images) > before, 120.0, "a frame of the restarted simulator")
         first_new = listener.images[before]
-        wait_for(lambda: any(r.persons and _seconds(r.header.stamp) >= first_new for r in listener.results), 180.0,
+        wait_for(lambda: any(r.persons and seconds_of(r.header.stamp) >= first_new for r in listener.results), 180.0,
                  "a fitted frame of the restarted simulator")
-        resumed = min(_seconds(r.header.stamp) for r in listener.results
-                      if r.persons and _seconds(r.header.stamp) >= first_new)
+        resumed = min(seconds_of(r.header.stamp) for r in listener.results
+                      if r.persons and seconds_of(r.header.stamp) >= first_new)
         assert resumed - first_new <= 5.0, f"first fitted frame {resumed - first_new:.1f} s after the first new frame"
         wait_for(lambda: listener.statuses[-1][0] == b"\x00", 60.0, "status OK again")
         print(f"sensor restart: fitted the frame stamped {resumed - first_new:.1f} s after the first new one")
