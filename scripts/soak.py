@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor
     from smplify3d_ros.msg import SMPLArray
 
-    sim = start("smplify3d_ros.sim_node", {"rate": args.rate, "persons": args.persons, "scenes": 20, "seed": 11},
+    sim = start("smplify3d_ros.sim_node", {"rate": args.rate, "persons": args.persons, "scenes": 5, "seed": 11},
                 env, os.path.join(args.logs, "soak_sim.log"))
     node = start("smplify3d_ros.node", {
         "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",

@@ -69,7 +69,7 @@ from smplify3d_ros.params import declare_node_parameters
 from smplify3d_ros.processing import process_messages
 from smplify3d_ros.stamps import stamp_to_seconds
 from smplify3d_ros.spin import spin_until_signal
-from smplify3d_ros.sync import DROP_REASONS, make_synchronizer
+from smplify3d_ros.sync import DROP_REASONS, make_synchronizer, message_filters_available
 
 
 class StartupError(RuntimeError):
@@ -87,6 +87,11 @@ _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:e[-+]?\d+)?", re.IGNORECASE)
 MAX_SKIP_REASONS = 32
 #: A reason that persists is logged again, with the number of frames it skipped, at most this often (s).
 SKIP_LOG_PERIOD_S = 10.0
+#: How the synchronizer's drop reasons are logged: "repeat" (first time, then every SKIP_LOG_PERIOD_S with the
+#: count: anomalies of the inputs), "once" (normal with topics at different rates, but worth one line),
+#: "never" (normal: a faster topic's older messages; counted only). The counts are on /diagnostics either way.
+SYNC_DROP_LOGGING = {"late": "repeat", "zero_stamp": "repeat", "headerless": "repeat", "unmatched": "once",
+                     "superseded": "never", "time_jump": "never"}
 #: How long shutdown waits for the worker to leave its fit (it stops before the next optimizer step), s.
 WORKER_JOIN_TIMEOUT_S = 1.5
 
@@ -176,6 +181,9 @@ class SMPLify3DNode(LifecycleNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         """Load the models and the extrinsics source (the parameters were checked when declared)."""
         try:
+            if self.settings.sync_backend == "message_filters" and not message_filters_available():
+                raise StartupError("sync_backend 'message_filters': message_filters is not installed (it comes with "
+                                   "a ROS 2 distro); use auto or builtin")
             self._load_models(self.settings)
             self.extrinsics = self._given_extrinsics or self._make_extrinsics(self.settings)
         except StartupError as error:
@@ -240,6 +248,7 @@ class SMPLify3DNode(LifecycleNode):
         self._inputs = [self.create_subscription(CameraInfo, p.camera_info_topic, self._on_camera_info, input_qos)]
         self._sync = make_synchronizer(self, [(image_type, image_topic), (PointCloud2, p.cloud_topic)],
                                        p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos,
+                                       prefer_message_filters=p.sync_backend != "builtin",
                                        time_jump=p.sync_time_jump, on_drop=self._on_sync_drop,
                                        on_jump=self._on_time_jump)
         self.get_logger().info(f"synchronizing {image_topic} and {p.cloud_topic} with {self._sync.backend} "
@@ -294,12 +303,16 @@ class SMPLify3DNode(LifecycleNode):
         self._camera, self._camera_error = (None if camera is None else (camera, msg.header.frame_id)), error
 
     def _on_sync_drop(self, topic: str, reason: str) -> None:
+        """Count a message the synchronizer dropped; log the anomalous reasons (see SYNC_DROP_LOGGING)."""
         key = f"{reason} ({topic})"
         with self._lock:
             if key not in self.drop_reasons and len(self.drop_reasons) >= MAX_SKIP_REASONS:
                 key = "other"
             self.drop_reasons[key] = self.drop_reasons.get(key, 0) + 1
-        self._log_event("dropped: " + key, f"message dropped on {topic}: {DROP_REASONS.get(reason, reason)}")
+        logging = SYNC_DROP_LOGGING.get(reason, "repeat")
+        if logging != "never":
+            self._log_event("dropped: " + key, f"message dropped on {topic}: {DROP_REASONS.get(reason, reason)}",
+                            repeat=logging == "repeat")
 
     def _on_time_jump(self, topic: str, seconds_back: float) -> None:
         with self._lock:
@@ -371,8 +384,9 @@ class SMPLify3DNode(LifecycleNode):
         self._last_skip_reason = reason
         self._log_event("skipped: " + key, f"frame skipped: {reason}")
 
-    def _log_event(self, key: str, message: str) -> None:
-        """Warn with ``message`` the first time ``key`` happens, then at most every SKIP_LOG_PERIOD_S with the count."""
+    def _log_event(self, key: str, message: str, repeat: bool = True) -> None:
+        """Warn with ``message`` the first time ``key`` happens, then (``repeat``) at most every
+        SKIP_LOG_PERIOD_S with the count."""
         now = time.monotonic()
         with self._log_lock:
             log = self._event_log.get(key)
@@ -381,7 +395,7 @@ class SMPLify3DNode(LifecycleNode):
                 text = message
             else:
                 log[1] += 1
-                if now - log[0] < SKIP_LOG_PERIOD_S:
+                if not repeat or now - log[0] < SKIP_LOG_PERIOD_S:
                     return
                 text = f"{message} ({log[1]} times in the last {now - log[0]:.0f} s)"
                 log[0], log[1] = now, 0

@@ -34,6 +34,9 @@ class NodeConfig:
                                           "estimates; empty: ViTPose and CLIFF find the persons")
     sync_queue_size: int = setting(10, "approximate-time synchronizer queue per input", min=1, max=1000)
     sync_slop: float = setting(0.05, "image, cloud (and observations) stamps must be this close, seconds", min=0, max=10)
+    sync_backend: str = setting("auto", "approximate-time synchronizer: auto (message_filters when installed, else "
+                                        "builtin), message_filters, or builtin (the project's own)",
+                                choices=("auto", "message_filters", "builtin"))
     sync_time_jump: float = setting(1.0, "a stamp this many seconds older than the newest on its topic is a jump back "
                                          "in time (looping bag, restarted simulator, clock step): the synchronizer "
                                          "starts again and a warning is logged", min=0.001, max=86400)
