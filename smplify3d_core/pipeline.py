@@ -48,9 +48,11 @@ def fit_frame(frame: FrameObservation, fitter: SMPLify3D, verdict: Optional[Verd
     inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
                                          dtype=fitter.body.v_template.dtype)
     result = fitter.fit(inputs)
+    start = time.perf_counter()
     with torch.no_grad():
         rest = fitter.body(betas=result.betas.to(fitter.device, fitter.body.v_template.dtype)).vertices
     apply_verdict(result, inputs, rest, verdict or VerdictConfig())
+    result.stage_seconds["verdict"] = time.perf_counter() - start
     return FrameFit(frame, inputs, result)
 
 

@@ -76,7 +76,7 @@ class VerdictConfig:
     max_height_m: float = setting(2.15, "standing (T-pose) height of the fitted shape above this, metres: "
                                         "implausible_height", min=0)
     max_depth_offset_m: float = setting(
-        0.35, "range of the body centroid minus the median range of its points beyond +-this, metres: "
+        0.5, "range of the body centroid minus the median range of its points beyond +-this, metres: "
               "depth_disagrees_with_points", min=0)
     min_range_m: float = setting(0.5, "body centroid nearer than this to the LiDAR, metres: out_of_range", min=0)
     max_range_m: float = setting(50.0, "body centroid farther than this from the LiDAR, metres: out_of_range", min=0)
