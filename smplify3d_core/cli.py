@@ -117,20 +117,25 @@ def _fit_scene_folder(data, out, config, camera=None) -> dict:
         raise ValueError(f"{data}: " + "; ".join(f"person {who}: {why}" for who, why in dropped))
     frame.persons = persons
     start = time.perf_counter()
-    fit = fit_frame(frame, fitter)
+    fit = fit_frame(frame, fitter, config.verdict)
     fit_seconds = time.perf_counter() - start
     metrics = write_fit_outputs(fit, fitter.body, out)
     result = fit.result
     print(f"fitted {len(frame.persons)} persons of frame {frame.frame_id} on {fitter.device} in {fit_seconds:.2f} s "
           f"(" + ", ".join(f"{k} {v:.2f}s" for k, v in result.stage_seconds.items()) + ")")
     for b, person in enumerate(frame.persons):
-        status = "ok" if bool(result.valid[b]) else "NOT FITTED"
+        status = "ok" if bool(result.valid[b]) else "not valid" if bool(result.fitted[b]) else "NOT FITTED"
         flags = f" flags: {', '.join(result.flags[b])}" if result.flags[b] else ""
+        verdict = result.verdict
+        checks = (f", point residual {float(verdict.point_residual_m[b]) * 100:.1f} cm, height "
+                  f"{float(verdict.height_m[b]):.2f} m, range {float(verdict.range_m[b]):.1f} m") if verdict else ""
         print(f"  person {person.tracking_id}: {status}, reprojection {float(result.reprojection_error_px[b]):.1f} px, "
-              f"chamfer {float(result.chamfer_m2[b]) * 1e4:.1f} cm², {int(result.lidar_point_count[b])} points{flags}")
+              f"chamfer {float(result.chamfer_m2[b]) * 1e4:.1f} cm²{checks}, {int(result.lidar_point_count[b])} "
+              f"points{flags}")
     _print_fit_table(metrics, result)
     summary = _summarize_frame_metrics(metrics, fit_seconds, len(frame.persons))
     summary["stage_seconds"] = result.stage_seconds
+    summary["persons_valid"] = int(result.valid.sum())
     if metrics:
         metrics.update(summary)
         (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))

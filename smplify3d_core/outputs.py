@@ -18,12 +18,21 @@ _COCO_LIMBS = ((5, 7), (7, 9), (6, 8), (8, 10), (5, 6), (5, 11), (6, 12), (11, 1
                (0, 1), (0, 2), (1, 3), (2, 4))
 
 
+def _verdict_measures(result, b: int) -> dict:
+    """The verdict's measures of person ``b`` (None where not judged or not measurable: JSON null)."""
+    names = ("point_residual_m", "height_m", "depth_offset_m", "range_m")
+    verdict = result.verdict
+    values = {name: None if verdict is None else float(getattr(verdict, name)[b]) for name in names}
+    return {name: value if value is not None and np.isfinite(value) else None for name, value in values.items()}
+
+
 def smpl_result_json(fit: FrameFit) -> dict:
     """The research code's ``smpl_<frame>.json`` content: {info {sequence, date_created, skeleton2d,
     camera_intrinsics}, image {image_id, file_name, width, height}, annotations [{idx, bbox,
     keypoints 17×5, hmr {body_pose 69, betas 10, global_orient 3, global_t 3, joints3d 24×3},
     reprojection_error (px), chamfer_distance (m²)}]}, plus this project's per-person lidar_points,
-    visible_parts, flags and valid."""
+    visible_parts, flags, valid, fitted and the verdict's measures (point_residual_m, height_m,
+    depth_offset_m, range_m; null where a check could not run)."""
     frame, result = fit.frame, fit.result
     annotations = []
     for b, person in enumerate(frame.persons):
@@ -45,6 +54,8 @@ def smpl_result_json(fit: FrameFit) -> dict:
             "visible_parts": result.visible_parts[b],
             "flags": result.flags[b],
             "valid": bool(result.valid[b]),
+            "fitted": bool(result.fitted[b]),
+            **_verdict_measures(result, b),
         })
     return {
         "info": {
@@ -125,11 +136,12 @@ def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
     """Per-person errors of the initial estimate and of the fit against the frame's ground truth.
 
     Returns None when the frame has no ground truth, else {"persons": rows}; persons without truth
-    or not valid are left out. A row holds tracking_id, lidar_points, depth_m (true pelvis depth,
-    m), flags, and each key of :func:`~smplify3d_core.eval.metrics.score_against_truth` for the
-    initial estimate and the fit: ``<metric>_init_mm`` / ``<metric>_fit_mm`` for the errors in mm
-    (pve, pa_pve, mpjpe, pa_mpjpe, pelvis_error), ``<metric>_init`` / ``<metric>_fit`` for
-    pck50, auc_0_200 and mpere.
+    or without a fitted body (``fitted`` False) are left out — bodies the verdict rejected are
+    scored too, so the errors measure the fit, not the verdict. A row holds tracking_id,
+    lidar_points, depth_m (true pelvis depth, m), valid (the verdict's), flags, and each key of
+    :func:`~smplify3d_core.eval.metrics.score_against_truth` for the initial estimate and the fit:
+    ``<metric>_init_mm`` / ``<metric>_fit_mm`` for the errors in mm (pve, pa_pve, mpjpe, pa_mpjpe,
+    pelvis_error), ``<metric>_init`` / ``<metric>_fit`` for pck50, auc_0_200 and mpere.
     """
     frame, result, inputs = fit.frame, fit.result, fit.inputs
     if not frame.truth:
@@ -139,7 +151,7 @@ def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
     faces = body.faces
     for b, person in enumerate(frame.persons):
         truth = frame.truth.get(person.tracking_id)
-        if truth is None or truth.vertices.shape[0] != result.vertices.shape[1] or not bool(result.valid[b]):
+        if truth is None or truth.vertices.shape[0] != result.vertices.shape[1] or not bool(result.fitted[b]):
             continue
         gt_v, gt_j = truth.vertices[None], truth.joints[None]
         fitted = score_against_truth(result.vertices[b:b + 1].double().numpy(), result.joints[b:b + 1].double().numpy(),
@@ -152,6 +164,7 @@ def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
             "depth_m": float(truth.joints[0, 2]),
             **{f"{k.replace('_mm', '')}_init_mm" if k.endswith("_mm") else f"{k}_init": float(v[0]) for k, v in initial.items()},
             **{f"{k.replace('_mm', '')}_fit_mm" if k.endswith("_mm") else f"{k}_fit": float(v[0]) for k, v in fitted.items()},
+            "valid": bool(result.valid[b]),
             "flags": result.flags[b],
         })
     return {"persons": rows}

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
+import torch
 
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitCancelled, FitResult, SMPLify3D  # noqa: F401  (FitCancelled: raised by process)
+from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
 from smplify3d_core.models import FrontEnds, load_models
 from smplify3d_core.observe import ObservedFrame, SensorFrame, observe_frame
 from smplify3d_core.pipeline_config import PipelineConfig
@@ -37,14 +39,23 @@ class FrameFit:
     result: FitResult
 
 
-def fit_frame(frame: FrameObservation, fitter: SMPLify3D, should_stop=None) -> FrameFit:
-    """Fit every person of ``frame`` in one batch (each needs points, keypoints and ``init``).
+def fit_frame(frame: FrameObservation, fitter: SMPLify3D, verdict: Optional[VerdictConfig] = None,
+              should_stop=None) -> FrameFit:
+    """Fit every person of ``frame`` in one batch (each needs points, keypoints and ``init``), then judge
+    each fitted body (:mod:`smplify3d_core.fit.verdict`; ``verdict``: its thresholds, default
+    :class:`VerdictConfig`): a body that fails a check is not valid and carries the check's flag.
     ``should_stop``: see :meth:`SMPLify3D.fit` (raises FitCancelled)."""
     if not frame.persons:
         raise ValueError(f"frame {frame.frame_id} of {frame.sequence} has no persons to fit")
     inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
                                          dtype=fitter.body.v_template.dtype)
-    return FrameFit(frame, inputs, fitter.fit(inputs, should_stop=should_stop))
+    result = fitter.fit(inputs, should_stop=should_stop)
+    start = time.perf_counter()
+    with torch.no_grad():
+        rest = fitter.body(betas=result.betas.to(fitter.device, fitter.body.v_template.dtype)).vertices
+    apply_verdict(result, inputs, rest, verdict or VerdictConfig())
+    result.stage_seconds["verdict"] = time.perf_counter() - start
+    return FrameFit(frame, inputs, result)
 
 
 class FrameStatus(enum.Enum):
@@ -60,8 +71,8 @@ class FrameOutcome:
     """The outcome of one frame.
 
     status: :class:`FrameStatus`; reason: why it was skipped (SKIPPED only).
-    fit: the fitted persons (FITTED only); track_ids: one id per fitted person (a person that
-        could not be fitted, ``fit.result.valid`` False, gets a new id and starts no track).
+    fit: the fitted and judged persons (FITTED only); track_ids: one id per fitted person (a person
+        that is not valid — not fitted, or rejected by the verdict — gets a new id and starts no track).
     dropped: (person, reason) of the candidates that were not fitted (weak keypoints, beyond
         ``max_persons``...); stage_seconds: wall time per stage, s, with ``total``.
     cloud_points: (valid points, points used): fewer used when the cloud was thinned.
@@ -130,7 +141,7 @@ class FrameProcessor:
             self.tracker.update(np.zeros((0, 3)))
             stage_seconds["total"] = time.perf_counter() - start
             return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, **common)
-        fit = fit_frame(observed.frame, self.fitter, should_stop)
+        fit = fit_frame(observed.frame, self.fitter, self.config.verdict, should_stop)
         stage_seconds.update(fit.result.stage_seconds)
         stage_seconds["total"] = time.perf_counter() - start
         return FrameOutcome(FrameStatus.FITTED, fit=fit, track_ids=self.track(fit), stage_seconds=stage_seconds,

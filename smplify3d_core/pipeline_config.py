@@ -1,4 +1,4 @@
-"""The settings of the frame path, in one typed tree: models, perception, proposals, tracker, limits.
+"""The settings of the frame path, in one typed tree: models, perception, proposals, tracker, verdict, limits.
 
 :class:`PipelineConfig` is what the node, ``smplify3d-bag process`` and the ``smplify3d`` CLI
 build their frame processing from. Each setting has one name everywhere: the dotted name is the
@@ -17,6 +17,7 @@ from typing import Optional
 import yaml
 
 from smplify3d_core.fit.config import config_dir
+from smplify3d_core.fit.verdict import VerdictConfig
 from smplify3d_core.geometry.visibility import DEFAULT_LIDAR_KERNEL_PX
 from smplify3d_core.perception.proposal_config import ProposalConfig
 from smplify3d_core.typed_config import ConfigError, section, section_from_dict, setting
@@ -54,6 +55,7 @@ class PipelineConfig:
     seed: int = setting(0, "seed of the optimizer (same inputs and seed, same fit)", min=0)
     proposals: ProposalConfig = section(ProposalConfig, "LiDAR person proposals and crops (metres, pixels, degrees as named)")
     tracker: TrackerConfig = section(TrackerConfig, "track ids across frames")
+    verdict: VerdictConfig = section(VerdictConfig, "when a fitted body is valid: thresholds of the checks after the fit")
 
     @classmethod
     def from_dict(cls, data: Optional[dict], source: str = "pipeline config") -> "PipelineConfig":

@@ -151,7 +151,7 @@ def process(args) -> int:
         n_image = n_cloud = 0
         results, skipped = [], defaultdict(int)
         stage_totals, stage_counts = defaultdict(float), defaultdict(int)
-        pves, mpjpes, persons_total = [], [], 0
+        pves, mpjpes, persons_total, persons_valid = [], [], 0, 0
         with Writer(out, version=9, storage_plugin=storage_plugin(args.storage)) as writer:
             output = writer.add_connection(args.output_topic, SMPL_ARRAY_TYPE, typestore=store)
             progress = tqdm(total=len(pairs), desc="fitting", unit="frame", disable=args.quiet)
@@ -193,6 +193,7 @@ def process(args) -> int:
                 writer.write(output, image_bag_ns, serialize_message(message))
                 results.append(image_stamps[i])
                 persons_total += len(message.persons)
+                persons_valid += sum(bool(person.valid) for person in message.persons)
                 for name, seconds in outcome.stage_seconds.items():
                     stage_totals[name] += seconds
                     stage_counts[name] += 1
@@ -203,9 +204,9 @@ def process(args) -> int:
                 if fit is not None and truth_raw is not None:
                     from smplify3d_ros.msg import SMPLArray
 
-                    valid = fit.result.valid.cpu().numpy().astype(bool)
-                    errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[valid, :24],
-                                                  fit.result.vertices.detach().cpu().numpy()[valid],
+                    fitted = fit.result.fitted.cpu().numpy().astype(bool)  # every body, valid or not: the fit's error
+                    errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[fitted, :24],
+                                                  fit.result.vertices.detach().cpu().numpy()[fitted],
                                                   deserialize_message(truth_raw, SMPLArray))
                     pves += errors["pve_mm"]
                     mpjpes += errors["mpjpe_mm"]
@@ -225,7 +226,7 @@ def process(args) -> int:
 
     summary = {
         "input": str(args.input), "output": str(out), "frames_paired": len(pairs), "frames_fitted": len(results),
-        "frames_skipped": dict(skipped), "persons": persons_total,
+        "frames_skipped": dict(skipped), "persons": persons_total, "persons_valid": persons_valid,
         "mean_persons_per_frame": persons_total / len(results) if results else 0.0,
         "mean_stage_seconds": {k: stage_totals[k] / stage_counts[k] for k in stage_totals},
         "mean_pve_mm": float(np.mean(pves)) if pves else None,
@@ -282,7 +283,8 @@ def _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, obs
 
 def _print_summary(summary: dict) -> None:
     lines = [f"frames: {summary['frames_fitted']} fitted of {summary['frames_paired']} paired",
-             f"persons: {summary['persons']} ({summary['mean_persons_per_frame']:.2f} per fitted frame)"]
+             f"persons: {summary['persons']} ({summary['mean_persons_per_frame']:.2f} per fitted frame; "
+             f"{summary['persons_valid']} valid)"]
     for reason, count in summary["frames_skipped"].items():
         lines.append(f"skipped {count}: {reason}")
     if summary["mean_stage_seconds"]:

@@ -3,6 +3,8 @@
 One marker per tracked person, ``id = track id``, in namespace ``ns``, coloured from a fixed
 palette by track id (the same person keeps its colour across frames and runs). Markers of
 persons seen before but not now are removed with DELETE markers, so no stale mesh stays in RViz.
+Bodies that are not valid (the fit's verdict rejected them) are left out (``invalid="hide"``) or
+drawn in translucent grey, :data:`INVALID_COLOR` (``invalid="grey"``); see :func:`markers_for_fit`.
 
 Speed: a TRIANGLE_LIST has 3 points per face (13776 faces -> 41328 ``geometry_msgs/Point`` per
 person). The points are built from one numpy gather (``vertices[faces]``) and created without
@@ -28,14 +30,21 @@ from smplify3d_ros.stamps import to_stamp
 
 __all__ = [
     "DEFAULT_NS",
+    "INVALID_COLOR",
+    "INVALID_MARKERS",
     "track_color",
     "points_from_array",
     "mesh_marker",
     "markers_for_persons",
+    "markers_for_fit",
     "delete_all",
 ]
 
 DEFAULT_NS = "smplify3d"
+#: How bodies that are not valid are drawn: left out, or in :data:`INVALID_COLOR`.
+INVALID_MARKERS = ("hide", "grey")
+#: RGBA of a body that is not valid when ``invalid="grey"``: mid grey, mostly transparent.
+INVALID_COLOR = (0.5, 0.5, 0.5, 0.3)
 
 # Qualitative palette (Tableau 10), then golden-ratio hues for ids beyond it.
 _PALETTE = [
@@ -170,7 +179,8 @@ def _delete_marker(header: Header, marker_id: int, ns: str) -> Marker:
 def markers_for_persons(vertices_list: Sequence[np.ndarray], faces: np.ndarray,
                         track_ids: Optional[Sequence[int]], header: Header,
                         previous_ids: Optional[Iterable[int]] = None,
-                        ns: str = DEFAULT_NS, alpha: float = 0.85
+                        ns: str = DEFAULT_NS, alpha: float = 0.85,
+                        colors: Optional[Sequence[Optional[Sequence[float]]]] = None,
                         ) -> Tuple[MarkerArray, Set[int]]:
     """Markers for this frame's persons plus DELETEs for those that disappeared.
 
@@ -180,6 +190,7 @@ def markers_for_persons(vertices_list: Sequence[np.ndarray], faces: np.ndarray,
         track_ids: per person id (marker id and colour); None -> 0..B-1.
         header: frame_id + stamp of the markers (the image's header).
         previous_ids: ids published in the previous call (the returned set of that call).
+        colors: per person an RGBA that replaces the track colour, or None to keep it.
     Returns:
         (MarkerArray, ids published now). Pass the ids back as ``previous_ids`` next frame.
     """
@@ -189,18 +200,48 @@ def markers_for_persons(vertices_list: Sequence[np.ndarray], faces: np.ndarray,
         raise ValueError(f"{n} meshes but {len(ids)} track ids")
     if len(set(ids)) != len(ids):
         raise ValueError(f"duplicate track ids {ids}: marker ids must be unique")
+    colors = [None] * n if colors is None else list(colors)
+    if len(colors) != n:
+        raise ValueError(f"{n} meshes but {len(colors)} colours")
     faces = np.asarray(faces)
     out = MarkerArray()
     markers = []
     with _gc_paused():  # one pause for all persons (see the module docstring)
-        for verts, tid in zip(vertices_list, ids):
+        for verts, tid, color in zip(vertices_list, ids, colors):
             markers.append(mesh_marker(verts, faces, header.frame_id, header.stamp, tid,
-                                       track_color(tid, alpha), ns))
+                                       track_color(tid, alpha) if color is None else color, ns))
     now = set(ids)
     for tid in sorted(set(int(i) for i in (previous_ids or ())) - now):
         markers.append(_delete_marker(header, tid, ns))
     out.markers = markers
     return out, now
+
+
+def markers_for_fit(result, faces: np.ndarray, track_ids: Sequence[int], header: Header,
+                    previous_ids: Optional[Iterable[int]] = None, invalid: str = "hide",
+                    ns: str = DEFAULT_NS) -> Tuple[MarkerArray, Set[int]]:
+    """Markers of a frame's fitted persons (:func:`markers_for_persons`), valid or not.
+
+    result: the frame's ``FitResult`` (None: nobody, only DELETEs of earlier markers); track_ids:
+    one per person. Valid bodies get their track colour. Bodies that are not valid are left out
+    (``invalid="hide"``) or drawn in :data:`INVALID_COLOR` (``invalid="grey"``); a person that
+    could not be fitted at all (``fitted`` False, or vertices not finite) is never drawn.
+    """
+    if invalid not in INVALID_MARKERS:
+        raise ValueError(f"invalid markers must be one of {', '.join(INVALID_MARKERS)}, got {invalid!r}")
+    chosen, colors = [], []
+    batch = 0 if result is None else len(track_ids)
+    for b in range(batch):
+        vertices = np.asarray(result.vertices[b])
+        drawable = bool(getattr(result, "fitted", result.valid)[b]) and bool(np.isfinite(vertices).all())
+        if bool(result.valid[b]) and drawable:
+            chosen.append(b)
+            colors.append(None)
+        elif invalid == "grey" and drawable:
+            chosen.append(b)
+            colors.append(INVALID_COLOR)
+    return markers_for_persons([np.asarray(result.vertices[b]) for b in chosen], faces,
+                               [track_ids[b] for b in chosen], header, previous_ids, ns, colors=colors)
 
 
 def delete_all(frame_id: str = "", ns: str = DEFAULT_NS, stamp: Any = None) -> MarkerArray:

@@ -64,7 +64,7 @@ from smplify3d_core.pipeline import FitCancelled, FrameOutcome, FrameProcessor, 
 from smplify3d_core.typed_config import ConfigError
 from smplify3d_ros.conversions import ConversionError, array_to_image, camera_info_to_camera
 from smplify3d_ros.extrinsics import ExtrinsicsSource
-from smplify3d_ros.markers import markers_for_persons
+from smplify3d_ros.markers import markers_for_fit
 from smplify3d_ros.params import declare_node_parameters
 from smplify3d_ros.processing import process_messages
 from smplify3d_ros.stamps import stamp_to_seconds
@@ -487,10 +487,9 @@ class SMPLify3DNode(LifecycleNode):
         fit = outcome.fit
         self.smpl_pub.publish(smpl_array_from_outcome(outcome, header, include_vertices=self.settings.publish_vertices))
         if self.settings.publish_markers:
-            valid = [] if fit is None else [b for b in range(len(outcome.track_ids)) if bool(fit.result.valid[b])]
-            markers, self._marker_ids = markers_for_persons(
-                [fit.result.vertices[b].numpy() for b in valid], self.fitter.body.faces,
-                [outcome.track_ids[b] for b in valid], header, self._marker_ids)
+            markers, self._marker_ids = markers_for_fit(
+                None if fit is None else fit.result, self.fitter.body.faces, outcome.track_ids, header,
+                self._marker_ids, invalid=self.settings.invalid_markers)
             self.marker_pub.publish(markers)
         if self.overlay_pub is not None and fit is not None:
             from smplify3d_core.outputs import draw_overlay

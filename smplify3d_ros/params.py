@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import List, Sequence, Tuple
 
 from smplify3d_core.pipeline_config import PipelineConfig
+from smplify3d_ros.markers import INVALID_MARKERS
 from smplify3d_core.typed_config import ConfigError, FieldSpec, check_value, flatten_fields, section_from_dict, setting
 
 IDENTITY_4X4 = (1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)
@@ -59,6 +60,8 @@ class NodeConfig:
     tf_timeout: float = setting(0.05, "seconds to wait for a transform before skipping the frame", min=0, max=10)
     publish_vertices: bool = setting(False, "fill SMPL.vertices (6890 points per person)")
     publish_markers: bool = setting(True, "publish ~/markers: one TRIANGLE_LIST mesh per person")
+    invalid_markers: str = setting("hide", "bodies that are not valid (the verdict rejected them): hide (no marker) "
+                                           "or grey (a translucent grey mesh)", choices=INVALID_MARKERS)
     publish_overlay: bool = setting(False, "publish ~/overlay: the meshes drawn on the image (slower)")
 
 

@@ -75,7 +75,9 @@ def smpl_from_fit(result, b: int, track_id: int, header: Optional[Header] = None
 
     track_id: the tracker's id of this person (uint32); header: stamp and camera optical frame
     (copied); include_vertices: also fill ``vertices`` (6890 points, about 160 kB per person).
-    Parameters are written as float32; non-finite fit-quality numbers pass through as NaN/inf.
+    Parameters are written as float32; non-finite fit-quality numbers pass through as NaN/inf. The
+    verdict's measures (``point_residual_m``, ``height_m``, ``depth_offset_m``, ``range_m``) are NaN
+    when the result was not judged (``result.verdict`` None) or the check could not run.
     """
     batch = int(result.global_orient.shape[0])
     if not 0 <= b < batch:
@@ -94,6 +96,9 @@ def smpl_from_fit(result, b: int, track_id: int, header: Optional[Header] = None
     msg.joints = _points(_numpy(result.joints[b])[:24])
     msg.reprojection_error_px = float(_numpy(result.reprojection_error_px[b]))
     msg.chamfer_m2 = float(_numpy(result.chamfer_m2[b]))
+    verdict = getattr(result, "verdict", None)
+    for name in ("point_residual_m", "height_m", "depth_offset_m", "range_m"):
+        setattr(msg, name, float("nan") if verdict is None else float(_numpy(getattr(verdict, name)[b])))
     msg.lidar_point_count = _uint32(_numpy(result.lidar_point_count[b]), "lidar_point_count")
     msg.visible_body_parts = [str(p) for p in result.visible_parts[b]]
     msg.valid = bool(_numpy(result.valid[b]))

@@ -56,7 +56,8 @@ def print_report(report: dict, out=sys.stdout) -> None:
       f"{report['cpu_count']} CPUs")
     sm, t = report["summary"], report["timings"]
     p()
-    p(f"1. Accuracy of the full method over {sm['persons']} persons (mm; MPJPE/PVE root-aligned)")
+    p(f"1. Accuracy of the full method over {sm['persons']} persons (mm; MPJPE/PVE root-aligned; "
+      f"{sm['persons_valid']} of them valid by the verdict)")
     p(f"   {'':10} {'PVE':>8} {'MPJPE':>8} {'PA-MPJPE':>9}")
     p(f"   {'init':10} {sm['pve_init_mm']:8.1f} {sm['mpjpe_init_mm']:8.1f} {sm['pa_mpjpe_init_mm']:9.1f}")
     p(f"   {'fit':10} {sm['pve_fit_mm']:8.1f} {sm['mpjpe_fit_mm']:8.1f} {sm['pa_mpjpe_fit_mm']:9.1f}")
@@ -81,15 +82,17 @@ def print_report(report: dict, out=sys.stdout) -> None:
     p("3. Sweeps (full method; " + s["sweep_method"] + ")")
     p("   LiDAR density (points randomly subsampled per person; 3D term skipped below "
       f"{s['fit_config']['min_lidar_points']} points)")
-    p(f"   {'fraction':>8} {'points/person':>13} {'<min':>5} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8}")
+    p(f"   {'fraction':>8} {'points/person':>13} {'<min':>5} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8} {'valid':>7}")
     for row in report["sweeps"]["density"]:
         p(f"   {row['fraction']:8.2f} {row['mean_points_per_person']:13.1f} {row['persons_below_min_points']:5d} "
-          f"{row['pve_fit_mm']:7.1f} {row['mpjpe_fit_mm']:7.1f} {row['pa_mpjpe_fit_mm']:8.1f}")
+          f"{row['pve_fit_mm']:7.1f} {row['mpjpe_fit_mm']:7.1f} {row['pa_mpjpe_fit_mm']:8.1f} "
+          f"{row['persons_valid']:3d}/{row['persons']:<3d}")
     mode = "along the LiDAR ray" if s["noise_mode"] == "ray" else "isotropic"
     p(f"   range noise (extra Gaussian noise {mode}, on top of the simulator's {s['simulator_range_noise_cm']:.0f} cm)")
-    p(f"   {'sigma cm':>8} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8}")
+    p(f"   {'sigma cm':>8} {'PVE':>7} {'MPJPE':>7} {'PA-MPJPE':>8} {'valid':>7}")
     for row in report["sweeps"]["noise"]:
-        p(f"   {row['sigma_cm']:8.1f} {row['pve_fit_mm']:7.1f} {row['mpjpe_fit_mm']:7.1f} {row['pa_mpjpe_fit_mm']:8.1f}")
+        p(f"   {row['sigma_cm']:8.1f} {row['pve_fit_mm']:7.1f} {row['mpjpe_fit_mm']:7.1f} {row['pa_mpjpe_fit_mm']:8.1f} "
+          f"{row['persons_valid']:3d}/{row['persons']:<3d}")
     p(f"   init PVE for reference: {sm['pve_init_mm']:.1f} mm; "
       f"no 3D term: {report['variants']['no_3d_term']['pve_fit_mm']:.1f} mm")
     sp = report.get("speed")

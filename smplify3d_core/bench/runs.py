@@ -5,7 +5,8 @@ Parts (all on the same simulated scenes, deterministic for a seed except wall ti
 1. accuracy and speed of the full method: mean PVE / MPJPE / PA-MPJPE (mm; PVE and MPJPE after
    aligning the pelvises, PA-MPJPE after a per-person similarity Procrustes alignment) of the
    image-only initial estimate and of the fit, the ratio PVE_fit / PVE_init, per-stage mean
-   times, frames/s and persons/s;
+   times, frames/s and persons/s. Every fitted body is scored; ``persons_valid`` counts those the
+   verdict (default thresholds) passed as valid;
 2. ablations: the full method; no visibility filter; no ICP; no 3D term (plain image SMPLify);
 3. sweeps of the LiDAR's effect: density and range noise (:mod:`smplify3d_core.bench.perturb`);
 4. speed: one frame of ``speed_persons`` persons timed after a warm-up run, with the per-stage split.
@@ -73,8 +74,9 @@ def _mean(values) -> float:
 
 
 def _summarize_rows(rows: List[dict]) -> dict:
-    """Mean init/fit metrics over per-person rows."""
-    out = {"persons": len(rows)}
+    """Mean init/fit metrics over per-person rows (every fitted body, valid or not), and how many
+    of them the verdict (:mod:`smplify3d_core.fit.verdict`) passed as valid."""
+    out = {"persons": len(rows), "persons_valid": int(sum(bool(r["valid"]) for r in rows))}
     for key in METRIC_KEYS:
         out[f"{key}_init_mm"] = _mean(r[f"{key}_init_mm"] for r in rows)
         out[f"{key}_fit_mm"] = _mean(r[f"{key}_fit_mm"] for r in rows)
@@ -109,6 +111,7 @@ def _fit_and_measure(frame, fitter, scene_id: str) -> dict:
             "pelvis_error_init_mm": row["pelvis_error_init_mm"],
             "pelvis_error_fit_mm": row["pelvis_error_fit_mm"],
             **{f"{k}_{s}_mm": row[f"{k}_{s}_mm"] for k in METRIC_KEYS for s in ("init", "fit")},
+            "valid": bool(row["valid"]),
             "flags": list(row["flags"]),
         })
     return {"rows": rows, "wall_s": wall, "stages": dict(fit.result.stage_seconds), "persons": len(frame.persons)}

@@ -38,7 +38,7 @@ from smplify3d_core.pipeline import fit_frame
 from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.types import FrameObservation, SMPLParams
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: records hold fitted (a body) beside valid (fitted and passed the verdict)
 
 
 def person_metrics(vertices: np.ndarray, joints: np.ndarray, frame: FrameObservation, tracking_ids: List[str],
@@ -107,7 +107,8 @@ def _mean_block(rows: List[dict], which: str) -> dict:
 
 def summarize_rows(rows: List[dict]) -> dict:
     """Per-person rows -> {"persons", "frames", "init": {metric: mean}, "fit": {metric: mean}}."""
-    return {"persons": len(rows), "frames": len({(r["sequence"], r["frame"]) for r in rows}),
+    return {"persons": len(rows), "persons_valid": sum(bool(r.get("valid", True)) for r in rows),
+            "frames": len({(r["sequence"], r["frame"]) for r in rows}),
             "init": _mean_block(rows, "init"), "fit": _mean_block(rows, "fit")}
 
 
@@ -135,7 +136,7 @@ def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path, fron
     frame.persons = kept
     if not kept:
         raise DatasetError(f"frame {ref.key}: no person to fit" + (f" ({'; '.join(notes)})" if notes else ""))
-    fit = fit_frame(frame, fitter)
+    fit = fit_frame(frame, fitter, config.verdict)
     result = fit.result
     tids = [p.tracking_id for p in frame.persons]
     body = fitter.body
@@ -150,14 +151,15 @@ def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path, fron
         fitted = SMPLParams(result.global_orient[b].numpy(), result.body_pose[b].numpy(), result.betas[b].numpy(),
                             result.transl[b].numpy())
         persons.append({
-            "tracking_id": person.tracking_id, "valid": bool(result.valid[b]), "flags": list(result.flags[b]),
+            "tracking_id": person.tracking_id, "valid": bool(result.valid[b]), "fitted": bool(result.fitted[b]),
+            "flags": list(result.flags[b]),
             "lidar_points": int(len(person.points)), "init_smpl": person.init.to_dict(), "fit_smpl": fitted.to_dict(),
             "metrics_init": init_rows[b], "metrics_fit": fit_rows[b],
         })
     folder = out / ref.sequence
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / f"smpl_{ref.frame_id}.json", smpl_result_json(fit))
-    record = {"version": CACHE_VERSION, "setup": _setup_key(reader, fitter), "dataset": reader.name,
+    record = {"version": CACHE_VERSION, "setup": _setup_key(reader, fitter, config.verdict), "dataset": reader.name,
               "sequence": ref.sequence, "frame": ref.frame_id,
               "index": ref.index, "notes": notes, "fit_seconds": float(sum(result.stage_seconds.values())),
               "persons": persons}
@@ -165,11 +167,12 @@ def evaluate_frame(reader: DatasetReader, ref: FrameRef, fitter, out: Path, fron
     return record
 
 
-def _setup_key(reader: DatasetReader, fitter) -> str:
-    """Identifies what a cached frame was computed with (dataset kind, fit configuration, model)."""
+def _setup_key(reader: DatasetReader, fitter, verdict=None) -> str:
+    """Identifies what a cached frame was computed with (dataset kind, fit configuration, model, the
+    verdict's thresholds)."""
     import hashlib
 
-    setup = (reader.name, fitter.config, fitter.body.data.source, fitter.seed)
+    setup = (reader.name, fitter.config, fitter.body.data.source, fitter.seed, verdict or PipelineConfig().verdict)
     camera = getattr(reader, "camera", None)  # demo folders: --camera / --intrinsics / --extrinsic change the frames
     if camera is not None:
         setup += tuple(None if m is None else np.asarray(m).tolist() for m in (camera.K, camera.T_cam_points)) + (
@@ -204,7 +207,7 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
         log(f"warning: {message}")
     records = []
     fitted = cached = 0
-    setup = _setup_key(reader, fitter)
+    setup = _setup_key(reader, fitter, (config or PipelineConfig()).verdict)
     start = time.perf_counter()
     for ref in tqdm(refs, desc=f"eval {reader.name}", unit="frame", disable=not progress):
         cache = _cache_path(out, ref)
@@ -227,13 +230,14 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
     rows = []
     for record in records:
         for person in record["persons"]:
-            if person["metrics_fit"] is None or person["metrics_init"] is None or not person["valid"]:
+            # every fitted body is scored, also those the verdict rejected: the errors measure the fit
+            if person["metrics_fit"] is None or person["metrics_init"] is None or not person["fitted"]:
                 continue
             def keep(metrics: dict) -> dict:
                 return {k: v for k, v in metrics.items() if with_pck or k not in ("pck50", "auc_0_200")}
 
             rows.append({"sequence": record["sequence"], "frame": record["frame"], "index": record["index"],
-                         "tracking_id": person["tracking_id"], "init": keep(person["metrics_init"]),
+                         "tracking_id": person["tracking_id"], "valid": person["valid"], "init": keep(person["metrics_init"]),
                          "fit": keep(person["metrics_fit"])})
     sequences = {}
     for seq in sorted({r["sequence"] for r in rows}):

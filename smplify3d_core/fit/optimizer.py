@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 
@@ -26,6 +27,7 @@ from smplify3d_core.fit.icp import apply_rigid_to_smpl, rigid_icp
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
+from smplify3d_core.fit.verdict import VerdictMeasures
 from smplify3d_core.geometry.nearest import BatchedKDTree, chamfer_distance
 
 
@@ -37,8 +39,11 @@ class FitResult:
     joints (B,24,3) in metres; reprojection_error_px (B,) mean over image-visible keypoints;
     chamfer_m2 (B,) final chamfer distance (0 when the 3D term was not used);
     lidar_point_count (B,); visible_parts: per person, the LiDAR-visible part names;
-    flags: per person, problems met; valid (B,): False when the person could not be fitted;
-    stage_seconds: wall time per step; stage_losses: per stage, (B,) loss before and after.
+    flags: per person, problems met; fitted (B,): a body was fitted (usable inputs, finite
+    vertices); valid (B,): fitted and, once :func:`~smplify3d_core.fit.verdict.apply_verdict` has
+    judged it (``fit_frame`` does), believable — the optimizer alone sets it equal to ``fitted``;
+    stage_seconds: wall time per step; stage_losses: per stage, (B,) loss before and after;
+    verdict: the :class:`~smplify3d_core.fit.verdict.VerdictMeasures` (None until judged).
     """
 
     global_orient: torch.Tensor
@@ -53,8 +58,10 @@ class FitResult:
     visible_parts: list
     flags: list
     valid: torch.Tensor
+    fitted: torch.Tensor
     stage_seconds: dict = field(default_factory=dict)
     stage_losses: dict = field(default_factory=dict)
+    verdict: Optional[VerdictMeasures] = None
 
 
 class FitCancelled(Exception):
@@ -276,5 +283,5 @@ class SMPLify3D:
             reprojection_error_px=reprojection_px.cpu(), chamfer_m2=chamfer.cpu(),
             lidar_point_count=point_count.cpu(),
             visible_parts=[visibility.lidar_part_names(b) for b in range(batch)],
-            flags=flags, valid=valid.cpu(), stage_seconds=timings, stage_losses=stage_losses,
+            flags=flags, valid=valid.cpu(), fitted=valid.cpu().clone(), stage_seconds=timings, stage_losses=stage_losses,
         )
