@@ -173,14 +173,16 @@ def frame_metrics(fit: FrameFit, body) -> Optional[dict]:
 def write_fit_outputs(fit: FrameFit, body, out_dir, overlay: bool = True) -> dict:
     """Write smpl_<frame>.json, person_<id>.ply, overlay_<frame>.png and metrics.json (with truth).
 
-    Returns the metrics dict (or an empty dict without ground truth).
+    Every fitted body gets its PLY, the invalid ones too (to look at what the verdict rejected: their
+    ``valid`` and ``flags`` are in smpl_<frame>.json). Returns the metrics dict (or an empty dict
+    without ground truth).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame, result = fit.frame, fit.result
     (out / f"smpl_{frame.frame_id}.json").write_text(json.dumps(smpl_result_json(fit), indent=1))
     for b, person in enumerate(frame.persons):
-        if bool(result.valid[b]):
+        if bool(result.fitted[b]):
             write_ply(out / f"person_{frame.frame_id}_{person.tracking_id}.ply", result.vertices[b].numpy(), body.faces,
                       person_color(b))
     if overlay:
