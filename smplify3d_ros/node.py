@@ -90,8 +90,8 @@ SKIP_LOG_PERIOD_S = 10.0
 #: How the synchronizer's drop reasons are logged: "repeat" (first time, then every SKIP_LOG_PERIOD_S with the
 #: count: anomalies of the inputs), "once" (normal with topics at different rates, but worth one line),
 #: "never" (normal: a faster topic's older messages; counted only). The counts are on /diagnostics either way.
-SYNC_DROP_LOGGING = {"late": "repeat", "zero_stamp": "repeat", "headerless": "repeat", "unmatched": "once",
-                     "superseded": "never", "time_jump": "never"}
+SYNC_DROP_LOGGING = {"late": "repeat", "zero_stamp": "repeat", "headerless": "repeat", "future_stamp": "repeat",
+                     "unmatched": "once", "superseded": "never", "time_jump": "never"}
 #: How long shutdown waits for the worker to leave its fit (it stops before the next optimizer step), s.
 WORKER_JOIN_TIMEOUT_S = 1.5
 
@@ -250,6 +250,7 @@ class SMPLify3DNode(LifecycleNode):
                                        p.sync_queue_size, p.sync_slop, self._on_frame, qos=input_qos,
                                        prefer_message_filters=p.sync_backend != "builtin",
                                        time_jump=p.sync_time_jump, on_drop=self._on_sync_drop,
+                                       max_future=p.max_stamp_future or None,
                                        on_jump=self._on_time_jump)
         self.get_logger().info(f"synchronizing {image_topic} and {p.cloud_topic} with {self._sync.backend} "
                                f"(slop {p.sync_slop} s, queue {p.sync_queue_size})")

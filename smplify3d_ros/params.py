@@ -41,6 +41,9 @@ class NodeConfig:
     sync_time_jump: float = setting(1.0, "a stamp this many seconds older than the newest on its topic is a jump back "
                                          "in time (looping bag, restarted simulator, clock step): the synchronizer "
                                          "starts again and a warning is logged", min=0.001, max=86400)
+    max_stamp_future: float = setting(10.0, "messages stamped more than this many seconds ahead of the node's clock are "
+                                            "dropped (a sensor with a bad clock; built-in synchronizer); 0: no check",
+                                      min=0, max=1e9)
     input_timeout: float = setting(3.0, "/diagnostics goes WARN when no synchronized frame arrived for this many "
                                         "seconds (ERROR: frames arrive but none was fitted for as long)", min=0.1, max=3600)
     observation_wait: float = setting(1.0, "observations mode: how long the worker waits for the image's "

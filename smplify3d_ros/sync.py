@@ -56,6 +56,7 @@ DROP_REASONS = {
     "superseded": "a newer message of the same topic was synchronized first",
     "zero_stamp": "header.stamp is zero (not set by the publisher)",
     "time_jump": "queued when time jumped back (its stamp belongs to the old timeline)",
+    "future_stamp": "stamped further ahead of the node's clock than max_stamp_future (a sensor with a bad clock)",
     "headerless": "the message has no header.stamp",
 }
 #: A stamp this much older (s) than the newest one seen on its input is taken as a jump back in time.
@@ -147,6 +148,17 @@ class ApproximateSynchronizer:
                 f"message of type {type(msg).__name__} on input {input_index} has no header "
                 "stamp; the approximate-time synchronizer needs stamped messages")
         return self.add(input_index, msg, _NsStamp(stamp_ns))
+
+    def count_drop(self, input_index: int, reason: str) -> None:
+        """Count (and report) a message of ``input_index`` turned away before `add` (``reason``: a
+        `DROP_REASONS` key), so that received = used + dropped + queued holds."""
+        with self._lock:
+            self._received[input_index] += 1
+            self._drop(input_index, reason)
+            events, self._events = self._events, []
+        for _, args in events:
+            if self._drop_listener is not None:
+                self._drop_listener(*args)
 
     @property
     def unsynchronized_drops(self) -> int:
@@ -359,7 +371,8 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
                       prefer_message_filters: bool = True, qos: Any = None,
                       callback_group: Any = None, time_jump: float = DEFAULT_TIME_JUMP_S,
                       on_drop: Optional[Callable[[str, str], Any]] = None,
-                      on_jump: Optional[Callable[[str, float], Any]] = None) -> SyncHandle:
+                      on_jump: Optional[Callable[[str, float], Any]] = None,
+                      max_future: Optional[float] = None) -> SyncHandle:
     """Subscribe to ``inputs`` (a sequence of ``(msg_type, topic)``) and call
     ``callback(msg_0, msg_1, ...)`` for every approximately synchronized set.
 
@@ -372,6 +385,10 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
     seen on its topic), clear their queues and call ``on_jump(topic, seconds_back)``. ``on_drop(topic,
     reason)`` hears of each message the built-in drops (reason: a `DROP_REASONS` key; with
     message_filters only headerless messages are reported, the rest is its own business).
+
+    ``max_future`` (s, built-in only): a message stamped further than this ahead of the node's clock
+    is dropped (reason ``future_stamp``) before it reaches the queues, so one bad stamp never becomes
+    the synchronizer's "now"; not checked while the clock reads zero (``use_sim_time`` before /clock).
     """
     if not inputs:
         raise ValueError("make_synchronizer needs at least one (msg_type, topic) input")
@@ -430,6 +447,7 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
         return SyncHandle("message_filters", topics, sync, subs, received, emitted, headerless,
                           int(queue_size), jumps)
 
+    future_ns = None if max_future is None else int(round(float(max_future) * NS_PER_S))
     sync = ApproximateSynchronizer(n, queue_size, slop, counted_callback, time_jump=time_jump,
                                    drop_listener=report_drop, jump_listener=report_jump)
     subs = []
@@ -441,6 +459,11 @@ def make_synchronizer(node: Any, inputs: Sequence[Tuple[Any, str]], queue_size: 
                 headerless[_i] += 1
                 report_drop(_i, "headerless")
                 return
+            if future_ns is not None:
+                now = node.get_clock().now().nanoseconds
+                if now > 0 and stamp > now + future_ns:
+                    sync.count_drop(_i, "future_stamp")
+                    return
             sync.add(_i, msg, _NsStamp(stamp))
         subs.append(node.create_subscription(msg_type, topic, on_msg, qos, **kwargs))
     return SyncHandle("builtin", topics, sync, subs, received, emitted, headerless,

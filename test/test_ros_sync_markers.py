@@ -99,6 +99,15 @@ def test_one_future_stamp_does_not_block_the_stream():
     assert jumps[0][1] - jumps[0][2] == pytest.approx(year * 1e9 - 0.1e9, rel=1e-9)
 
 
+def test_count_drop_keeps_the_books():
+    """A message turned away before add (e.g. a future stamp) is received and dropped under its reason."""
+    drops = []
+    sync = ApproximateSynchronizer(2, 5, 0.02, Collector(), drop_listener=lambda i, reason: drops.append((i, reason)))
+    sync.count_drop(1, "future_stamp")
+    st = sync.stats()
+    assert st["received"] == [0, 1] and st["drops_by_reason"]["future_stamp"] == 1 and drops == [(1, "future_stamp")]
+
+
 def test_looping_bag_restarts_synchronization():
     """Stamps 0..2 s, then 0..2 s again (a bag played with --loop): every pair of both loops is emitted."""
     c = Collector()
