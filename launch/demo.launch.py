@@ -19,6 +19,8 @@ Arguments:
   seed          first scene seed (default 0)
   device        the node's torch device: auto, cpu or cuda (default auto)
   overlay       the node publishes ~/overlay, the meshes drawn on the image, shown in RViz
+  autostart     true (default): the fitting node starts by itself; false: it waits unconfigured for
+                ros2 lifecycle set /smplify3d_node configure, then activate
                 (default true)
   params_file   the node's base parameter file (default: the package's config/robot.yaml);
                 the demo's topic, extrinsic and mode settings override it
@@ -87,6 +89,7 @@ def _nodes(context, *args, **kwargs):
             "device": LaunchConfiguration("device").perform(context),
             "publish_markers": True,
             "publish_overlay": _flag(LaunchConfiguration("overlay").perform(context)),
+            "autostart": _flag(LaunchConfiguration("autostart").perform(context)),
         }],
     )
     return [sim, node]
@@ -106,6 +109,9 @@ def generate_launch_description():
         DeclareLaunchArgument("seed", default_value="0", description="First scene seed"),
         DeclareLaunchArgument("device", default_value="auto", description="Torch device: auto, cpu or cuda"),
         DeclareLaunchArgument("overlay", default_value="true", description="Publish ~/overlay (meshes on the image)"),
+        DeclareLaunchArgument(
+            "autostart", default_value="true",
+            description="The fitting node configures and activates itself; false: drive it with ros2 lifecycle set"),
         DeclareLaunchArgument(
             "params_file", default_value=os.path.join(share, "config", "robot.yaml"),
             description="Base parameter file of smplify3d_node (the demo's settings override it)"),

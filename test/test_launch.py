@@ -39,7 +39,7 @@ STANDARD_NODE_PARAMETERS = {"use_sim_time"}  # declared by rclpy for every node
 EXPECTED_ARGUMENTS = {  # argument -> default (None: required)
     "robot.launch.py": {"params_file": "robot.yaml", "rviz": "false", "use_sim_time": "false", "autostart": "true"},
     "replay.launch.py": {"bag": None, "rate": "1.0", "params_file": "robot.yaml", "rviz": "false"},
-    "demo.launch.py": {"rviz": "true"},
+    "demo.launch.py": {"rviz": "true", "autostart": "true"},
 }
 
 
@@ -428,9 +428,34 @@ SMPL_TIMEOUT_S = 180.0  # node start-up (model build on first use) + the first f
 
 
 class DemoPublishesBodies(unittest.TestCase):
-    """Active test: runs while the demo's processes are up."""
+    """Active test: runs while the demo's processes are up. With ``MANAGED`` (the demo launched with
+    autostart:=false) it first drives the node through configure and activate, as ``ros2 lifecycle
+    set`` does, and checks that nothing was published before."""
 
     __test__ = False  # run by launch_testing's runner, not collected by pytest itself
+    MANAGED = False
+
+    def _drive_lifecycle(self, node, executor, received):
+        from lifecycle_msgs.msg import State, Transition
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        def call(service_type, name, request):
+            client = node.create_client(service_type, f"/smplify3d_node/{name}")
+            self.assertTrue(client.wait_for_service(timeout_sec=60.0), f"/smplify3d_node/{name} is not offered")
+            future = client.call_async(request)
+            executor.spin_until_future_complete(future, timeout_sec=120.0)
+            self.assertTrue(future.done(), f"no answer from /smplify3d_node/{name}")
+            return future.result()
+
+        self.assertEqual(call(GetState, "get_state", GetState.Request()).current_state.id,
+                         State.PRIMARY_STATE_UNCONFIGURED)
+        for _ in range(20):  # 2 s of the simulator's frames: none may be fitted while unconfigured
+            executor.spin_once(timeout_sec=0.1)
+        self.assertEqual(received, [])
+        for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+            answer = call(ChangeState, "change_state", ChangeState.Request(transition=Transition(id=transition)))
+            self.assertTrue(answer.success, f"transition {transition} failed")
+        self.assertEqual(call(GetState, "get_state", GetState.Request()).current_state.id, State.PRIMARY_STATE_ACTIVE)
 
     def test_smpl_arrays_with_persons_arrive(self):
         import rclpy
@@ -445,6 +470,8 @@ class DemoPublishesBodies(unittest.TestCase):
             node.create_subscription(SMPLArray, SMPL_TOPIC, received.append, 10)
             executor = SingleThreadedExecutor(context=context)
             executor.add_node(node)
+            if self.MANAGED:
+                self._drive_lifecycle(node, executor, received)
             deadline = time.monotonic() + SMPL_TIMEOUT_S
             while time.monotonic() < deadline and not any(m.persons for m in received):
                 executor.spin_once(timeout_sec=0.2)
@@ -472,8 +499,9 @@ class DemoShutsDownCleanly(unittest.TestCase):
         launch_testing.asserts.assertExitCodes(proc_info)
 
 
-def _demo_launch_test_module(demo_launch_file: str) -> types.ModuleType:
-    """A launch_testing test module: generate_test_description() plus the two test classes above."""
+def _demo_launch_test_module(demo_launch_file: str, autostart: bool = True) -> types.ModuleType:
+    """A launch_testing test module: generate_test_description() plus the two test classes above
+    (the active one driving the lifecycle when ``autostart`` is false)."""
     import launch
     import launch_testing
     import launch_testing.actions
@@ -486,18 +514,20 @@ def _demo_launch_test_module(demo_launch_file: str) -> types.ModuleType:
         demo = IncludeLaunchDescription(
             PythonLaunchDescriptionSource(demo_launch_file),
             launch_arguments={"rviz": "false", "overlay": "false", "device": "cpu", "rate": "1.0",
-                              "persons": "2"}.items(),
+                              "persons": "2", "autostart": str(autostart).lower()}.items(),
         )
         return launch.LaunchDescription([demo, launch_testing.actions.ReadyToTest()])
 
     module = types.ModuleType("smplify3d_demo_launch_test")
     module.generate_test_description = generate_test_description
-    module.DemoPublishesBodies = DemoPublishesBodies
+    module.DemoPublishesBodies = DemoPublishesBodies if autostart else type(
+        "ManagedDemoPublishesBodies", (DemoPublishesBodies,), {"MANAGED": True})
     module.DemoShutsDownCleanly = launch_testing.post_shutdown_test()(DemoShutsDownCleanly)
     return module
 
 
-def test_demo_launch_publishes_smpl_arrays(monkeypatch):
+@pytest.mark.parametrize("autostart", [True, False], ids=["autostart", "managed"])
+def test_demo_launch_publishes_smpl_arrays(monkeypatch, autostart):
     pytest.importorskip(
         "launch_testing",
         reason="launch_testing is not installed (it ships with a ROS 2 distro, not on PyPI): "
@@ -527,7 +557,7 @@ def test_demo_launch_publishes_smpl_arrays(monkeypatch):
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-    module = _demo_launch_test_module(str(demo_launch_file))
+    module = _demo_launch_test_module(str(demo_launch_file), autostart)
     runner = LaunchTestRunner(test_runs=LoadTestsFromPythonModule(module, name=module.__name__))
     runner.validate()
     results = runner.run()
