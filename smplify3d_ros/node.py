@@ -188,7 +188,8 @@ class SMPLify3DNode(LifecycleNode):
             self.extrinsics = self._given_extrinsics or self._make_extrinsics(self.settings)
         except StartupError as error:
             self._transition_error = str(error)
-            self.get_logger().error(f"configure failed: {error}")
+            if not self.settings.autostart:  # with autostart, main() reports it once ("cannot start: ...")
+                self.get_logger().error(f"configure failed: {error}")
             self.processor = self.fitter = None
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(self.extrinsics.describe())
