@@ -34,8 +34,9 @@ OK, WARN, ERROR = b"\x00", b"\x01", b"\x02"  # diagnostic_msgs/DiagnosticStatus 
 #: Generous limits for waits that end as soon as their condition holds (a loaded 2-core machine).
 FIT_TIMEOUT_S = 120.0  # a fit, plus the queue of frames before it
 SETTLE_TIMEOUT_S = 180.0  # a burst's last fits, then two equal /diagnostics messages
-#: Salts for ros_domain_id: one per node made in this module (other test modules use 0-59).
-_SALTS = itertools.count(60)
+#: Salts for ros_domain_id, 10-19 in turn: the nodes of one test get different domains, and all stay
+#: below 53, so a pytest run in a neighbouring process never shares a domain (see ros_processes).
+_SALTS = itertools.cycle(range(10, 20))
 
 
 # ----------------------------------------------------------------------------------------------
