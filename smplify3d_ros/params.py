@@ -152,6 +152,20 @@ def _node_sections(document: dict, node_name: str) -> List[dict]:
     return sections
 
 
+def _params_file_loader():
+    """yaml.SafeLoader that also reads ``!!python/tuple`` sequences (as lists): launch_ros turns a node's
+    list parameters into tuples and writes its temporary params file with yaml.dump, and rcl's parser
+    ignores the tag."""
+    import yaml
+
+    class ParamsFileLoader(yaml.SafeLoader):
+        pass
+
+    ParamsFileLoader.add_constructor("tag:yaml.org,2002:python/tuple",
+                                     lambda loader, node: loader.construct_sequence(node))
+    return ParamsFileLoader
+
+
 def unknown_parameter_names(argv: Sequence[str], node_name: str = "smplify3d_node") -> List[str]:
     """Parameter names that ``--ros-args`` in ``argv`` (``-p NAME:=VALUE``, ``--params-file FILE``)
     give this node but that it does not declare: a misspelt key would otherwise be ignored silently.
@@ -161,6 +175,7 @@ def unknown_parameter_names(argv: Sequence[str], node_name: str = "smplify3d_nod
     """
     import yaml
 
+    loader = _params_file_loader()
     known = {spec.name for spec in parameter_specs()} | set(STANDARD_PARAMETERS)
     given: List[str] = []
     files: List[str] = []
@@ -191,7 +206,7 @@ def unknown_parameter_names(argv: Sequence[str], node_name: str = "smplify3d_nod
             names.append(name if sep else target)
     for path in files:
         try:
-            document = yaml.safe_load(open(path, encoding="utf-8").read())
+            document = yaml.load(open(path, encoding="utf-8").read(), Loader=loader)
         except (OSError, yaml.YAMLError) as error:
             raise ConfigError(f"--params-file {path}: cannot read it ({error})") from error
         for section in _node_sections(document, node_name):

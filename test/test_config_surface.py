@@ -103,3 +103,16 @@ def test_the_core_imports_no_ros_and_the_runtime_path_no_simulator():
             "'smplify3d_core.sim', 'smplify3d_ros'))); print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_params_file_written_by_launch_ros_is_read(tmp_path):
+    """launch_ros gives a node's parameters to it in a temporary file written with yaml.dump, list
+    values as tuples (!!python/tuple); the node's check for misspelt names must read that file."""
+    from smplify3d_ros.params import unknown_parameter_names
+
+    path = tmp_path / "launch_params_x"
+    path.write_text(yaml.dump({"/**": {"ros__parameters": {"T_cam_lidar": tuple(float(v) for v in range(16)),
+                                                           "device": "cpu", "max_personz": 3}}},
+                              default_flow_style=False))
+    assert "!!python/tuple" in path.read_text()
+    assert unknown_parameter_names(["node", "--ros-args", "--params-file", str(path)]) == ["max_personz"]
