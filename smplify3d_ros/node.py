@@ -604,6 +604,10 @@ def main(args=None) -> int:
         rclpy.try_shutdown()
         _exit_now(0)
     except (StartupError, ConfigError) as error:
+        if stop.is_set():  # the signal interrupted a transition (rclpy reports it as a failed configure)
+            logger.info("shutdown requested during start-up: stopping")
+            rclpy.try_shutdown()
+            _exit_now(0)
         logger.fatal(f"cannot start: {error}")
         rclpy.try_shutdown()
         return 1
