@@ -171,7 +171,7 @@ def test_a_backwards_jump_clears_the_dynamic_history_once():
     # the old samples are gone (an interpolation at 100.5 s would mix both runs)
     with pytest.raises(ExtrapolationError):
         buffer.lookup("base", "lidar", int(100.5 * S))
-    np.testing.assert_allclose(buffer.lookup("base", "lidar", 100 * S).matrix[0, 3], -1.0)
+    np.testing.assert_allclose(buffer.lookup("base", "lidar", 100 * S).matrix[0, 3], -1.0, atol=1e-12)
     assert "odom" not in buffer.frames()  # every dynamic edge was cleared ...
     assert buffer.can_transform("camera", "base", 1 * S)  # ... the static ones stay
     # the other edges of the new run come in with old stamps too: no second report
