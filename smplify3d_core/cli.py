@@ -3,7 +3,8 @@
 Sub-commands:
   make-body-model   write the synthetic SMPL-format body model (SMPL_{NEUTRAL,MALE,FEMALE}.pkl)
   make-pose-prior   fit the project's GMM pose prior to simulator poses (gmm_08.pkl layout)
-  simulate          write a synthetic camera + LiDAR scene folder (research demo format + extras)
+  simulate          write a synthetic camera + LiDAR scene folder (research demo format + extras),
+                    or with --frames N a sequence folder (moving people, stable ids, odom poses)
   fit               fit SMPL bodies to a scene folder (keypoints, initial estimates, LiDAR points)
   demo              simulate a scene, fit it and report accuracy before and after
   bench             accuracy and speed over many simulated scenes, ablations, density/noise sweeps
@@ -61,6 +62,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from smplify3d_core.sim.scene import simulate_scene
 
     body = _load_body(args.smpl_model_path or None, args.gender)
+    if args.frames is not None:
+        return _simulate_sequence(args, body)
     start = time.perf_counter()
     scene = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed)
     elapsed = time.perf_counter() - start
@@ -72,6 +75,52 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  person {person.tracking_id}: depth {depth:5.2f} m, {len(person.points):5d} LiDAR points, "
               f"{visible:2d}/17 confident keypoints")
     print(f"wrote {out}: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0
+
+
+def _simulate_sequence(args: argparse.Namespace, body) -> int:
+    """``simulate --frames N``: a sequence folder (frames/<index>/ scene folders + sequence.json)."""
+    from tqdm import tqdm
+
+    from smplify3d_core.eval.sequence_folder import write_sequence_folder
+    from smplify3d_core.sim.sequence import SequencePlan, SequenceSettings, hidden_persons
+
+    if args.frames < 1 or not args.fps > 0:
+        raise ValueError("--frames must be >= 1 and --fps > 0")
+    settings = SequenceSettings(persons=args.persons, frames=args.frames, fps=args.fps, preset=args.sensor,
+                                seed=args.seed, moving_robot=args.moving_robot)
+    start = time.perf_counter()
+    plan = SequencePlan(settings, body)
+    frames, counts, hidden = [], [], {}
+
+    def simulated():
+        for index in tqdm(range(args.frames), desc="simulating", unit="frame", file=sys.stderr,
+                          disable=args.no_progress):
+            item = plan.simulate_frame(index)
+            counts.append(len(item.scene.frame.persons))
+            who = hidden_persons(item.scene)
+            if who:
+                hidden[index] = who
+            frames.append(index)
+            yield item
+
+    out = write_sequence_folder(simulated(), args.out, {**settings.to_dict(), "preset": plan.preset.name}, plan.betas,
+                                camera_name=f"sim_{args.sensor}")
+    elapsed = time.perf_counter() - start
+    print(f"simulated {len(frames)} frames at {args.fps:g} Hz of {args.persons} persons ({args.sensor} sensor preset, seed "
+          f"{args.seed}{', moving robot' if args.moving_robot else ''}) in {elapsed:.1f} s "
+          f"({elapsed / max(len(frames), 1):.2f} s/frame)")
+    print(f"  persons per frame: min {min(counts)}, mean {sum(counts) / len(counts):.1f}, max {max(counts)}")
+    events = plan.events
+    if "crossing" in events:
+        crossing = events["crossing"]
+        print(f"  crossing: {crossing['near']} passes in front of {crossing['far']} at t = {crossing['time']:.2f} s")
+    for key in ("enters", "leaves", "waves", "crouches"):
+        if events.get(key):
+            print(f"  {key}: {', '.join(events[key])}")
+    print("  frames with a person hidden by another (<= 3 confident keypoints, <= 20 LiDAR points): "
+          + (", ".join(f"{i} ({'/'.join(who)})" for i, who in sorted(hidden.items())) or "none"))
+    print(f"wrote {out}: sequence.json, frames/000000 .. frames/{frames[-1]:06d}")
     return 0
 
 
@@ -264,11 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_make_pose_prior)
 
-    p = sub.add_parser("simulate", help="write a synthetic camera + LiDAR scene folder")
-    p.add_argument("--out", required=True, type=Path, help="output scene folder")
+    p = sub.add_parser("simulate", help="write a synthetic camera + LiDAR scene folder (or a sequence with --frames)",
+                       description="Write one simulated frame as a scene folder, or with --frames N a sequence folder: "
+                                   "OUT/frames/<index:06d>/ scene folders (the same people moving smoothly, stable "
+                                   "tracking ids p0, p1, ...) and OUT/sequence.json (format smplify3d-sequence-1: fps, "
+                                   "stamps, T_odom_cam per frame, true SMPL parameters per frame and person).")
+    p.add_argument("--out", required=True, type=Path, help="output scene folder (sequence folder with --frames)")
     p.add_argument("--persons", type=int, default=4, help="number of people in the scene")
     p.add_argument("--sensor", default="humanm3", choices=("humanm3", "sloper4d"), help="simulated sensor preset")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scene)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="simulate a sequence of this many frames (default: one random frame)")
+    p.add_argument("--fps", type=float, default=10.0, help="frames per second of a sequence (default 10)")
+    p.add_argument("--moving-robot", action="store_true",
+                   help="the sensor rig drives (0.5 m/s, back and forth along a gentle arc) during the sequence")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--smpl-model-path", default="", help="SMPL model file or folder (default: the synthetic model)")
     p.add_argument("--gender", default="neutral", choices=("neutral", "male", "female"))
     p.set_defaults(func=_cmd_simulate)

@@ -47,6 +47,10 @@ class PersonPlacement:
         camera, ±π shows the back.
     pose: a pose name of :mod:`smplify3d_core.sim.poses` (its default parameters) or a (69,) body pose.
     betas: (10,) shape coefficients, or None for the mean shape (zeros).
+    height: height of the pelvis above the ground, metres; None (default) stands the body on the
+        ground (its lowest vertex on the plane), which is what a single frame wants. A sequence
+        gives a smooth height instead, so that the pelvis does not jump when the lowest vertex
+        switches from one foot to the other.
     """
 
     distance: float
@@ -54,6 +58,7 @@ class PersonPlacement:
     yaw: float = 0.0
     pose: Union[str, np.ndarray] = "standing"
     betas: Optional[np.ndarray] = None
+    height: Optional[float] = None
 
     def body_pose(self) -> np.ndarray:
         """(69,) axis-angle body pose, radians."""
@@ -76,8 +81,9 @@ class SimulatedScene:
     frame: the observation (camera, ``T_cam_lidar``, persons with keypoints, LiDAR visibility,
         points in the camera frame, image-only ``init`` and ``pose3d``; the RGB image; the full
         scan ``cloud_lidar`` (N, 3) in the LiDAR frame; ``truth`` keyed by tracking id).
-    cloud_labels: (N,) int64 label of every point of ``frame.cloud_lidar``: person index ≥ 0
-        (tracking id ``str(index)``), −1 ground, −2 background object.
+    cloud_labels: (N,) int64 label of every point of ``frame.cloud_lidar``: person index ≥ 0 (the
+        person ``frame.persons[index]``; tracking id ``str(index)`` unless ids were given), −1 ground,
+        −2 background object.
     preset: the :class:`SimPreset` used; seed: the seed of the numpy Generator.
     placements: the realised placements (one per person, same order as ``frame.persons``).
     pose_names: name of each person's pose.
@@ -263,6 +269,8 @@ def simulate_scene(
     preset: Union[str, SimPreset] = "humanm3",
     seed: int = 0,
     placements: Optional[Sequence[PersonPlacement]] = None,
+    background: Optional[Sequence[Mesh]] = None,
+    tracking_ids: Optional[Sequence[str]] = None,
 ) -> SimulatedScene:
     """Simulate one synchronized camera + LiDAR frame.
 
@@ -273,6 +281,13 @@ def simulate_scene(
     placements: hand-built persons; random poses/betas/positions are drawn otherwise
         (pelvises ≥ ``preset.min_separation`` apart, inside the camera's horizontal field of view,
         depth in ``preset.distance_range``; yaw uniform; betas N(0, betas_sigma²) clipped).
+    background: static objects, (vertices (V, 3) metres, faces (F, 3)) meshes in the camera frame,
+        used instead of the ``preset.background_objects`` random ones (which are drawn when None).
+        Nothing is drawn from the Generator for them then, so a sequence can give the same world
+        objects in every frame.
+    tracking_ids: one id per person (same order as the placements) for ``frame.persons`` and the
+        keys of ``frame.truth``; default ``"0"``, ``"1"``, ... The labels of ``cloud_labels`` stay
+        the person's index either way.
 
     Keypoints: (17, 3) = noisy projection of the true COCO-17 joints (pixels) and a confidence:
     ``visible_confidence`` when the joint is seen; lower (``occluded_confidence``, < 0.3) when
@@ -295,6 +310,11 @@ def simulate_scene(
         placements = list(placements)
         pose_names = [p.pose_name for p in placements]
     count = len(placements)
+    if tracking_ids is None:
+        tracking_ids = [str(i) for i in range(count)]
+    tracking_ids = [str(t) for t in tracking_ids]
+    if len(tracking_ids) != count or len(set(tracking_ids)) != count:
+        raise ValueError(f"tracking_ids must be {count} distinct ids (one per person), got {tracking_ids}")
 
     # ---- pose the bodies: rotate about the pelvis, then stand them on the ground
     if count:
@@ -308,7 +328,9 @@ def simulate_scene(
         for i, p in enumerate(placements):
             pelvis = joints0[i, 0]
             lowest = vertices0[i, :, 1].max()  # y points down: the lowest point has the largest y
-            transl[i] = [p.lateral - pelvis[0], preset.camera_height - lowest, p.distance - pelvis[2]]
+            # the ground is y = camera_height; without a height the lowest vertex stands on it
+            down = preset.camera_height - lowest if p.height is None else preset.camera_height - p.height - pelvis[1]
+            transl[i] = [p.lateral - pelvis[0], down, p.distance - pelvis[2]]
         vertices = vertices0 + transl[:, None]
         joints = joints0 + transl[:, None]
     else:
@@ -321,7 +343,10 @@ def simulate_scene(
     # ---- world: ground and background objects
     ground = [ground_mesh(preset.camera_height, preset.ground_extent)]
     person_xz = np.array([[p.lateral, p.distance] for p in placements]).reshape(-1, 2)
-    background = _place_background(rng, preset, person_xz, preset.background_objects)
+    if background is None:
+        background = _place_background(rng, preset, person_xz, preset.background_objects)
+    else:
+        background = [(np.asarray(v, dtype=np.float64), np.asarray(f, dtype=np.int64)) for v, f in background]
 
     # ---- sensors
     cloud_lidar, cloud_labels = simulate_lidar_scan(person_meshes, preset, rng, T_cam_lidar, ground, background)
@@ -335,7 +360,7 @@ def simulate_scene(
     in_image_all = np.zeros((count, 17), dtype=bool)
     init_params = _init_estimates(body, rng, preset, global_orient, body_pose, betas, joints) if count else []
     for i in range(count):
-        tracking_id = str(i)
+        tracking_id = tracking_ids[i]
         coco = tables.coco17_regressor @ vertices[i]  # (17, 3)
         uv = camera.project(coco)
         pixel = np.floor(uv + 0.5).astype(np.int64)
