@@ -6,7 +6,9 @@ Sub-commands:
     Writes a synthetic rosbag2 with the topics of ``smplify3d_sim_node`` — ``/smplify3d_sim_node/``
     ``image`` (sensor_msgs/Image rgb8), ``camera_info``, ``points`` (PointCloud2, LiDAR frame),
     ``observations`` (smplify3d_ros/ObservationArray) and ``ground_truth`` (smplify3d_ros/SMPLArray)
-    — frame ``i`` stamped ``start + i / rate`` (bag time = header stamps), without DDS. The
+    — frame ``i`` stamped ``start + i / rate`` (bag time = header stamps), without DDS. With
+    ``--sequence [--moving-robot]`` the frames are those of a simulated sequence (people moving
+    smoothly, stable tracking ids) and ``/tf`` carries ``odom -> camera`` per frame. The
     camera-LiDAR extrinsic goes to ``/tf_static`` as a ``tf2_msgs/TFMessage`` (parent = camera
     optical frame, child = LiDAR frame; serialized with the rosbags type store). The package's own
     message definitions are stored in the bag, so rosbags (and ``ros2 bag``) can read it without
@@ -71,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--sensor", choices=["humanm3", "sloper4d"], default="humanm3", help="simulated sensor preset")
     rec.add_argument("--seed", type=int, default=0, help="seed of the first scene (scene k uses seed + k)")
     rec.add_argument("--scenes", type=int, default=3,
-                     help="distinct scenes cycled through, as the sim node does (default 3)")
+                     help="distinct scenes cycled through, as the sim node does (default 3; not with --sequence)")
+    rec.add_argument("--sequence", action="store_true",
+                     help="frame i = frame i of a simulated sequence (the same people moving, stable ids p0, p1, ...; "
+                          "fps = --rate) instead of cycling --scenes frames; odom -> camera on /tf per frame")
+    rec.add_argument("--moving-robot", action="store_true", help="with --sequence: the sensor rig drives (0.5 m/s)")
+    rec.add_argument("--odom-frame", default="odom", help="with --sequence: parent frame of the camera on /tf")
     rec.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default mcap)")
     rec.add_argument("--start-time", type=float, default=None, help="stamp of the first frame, seconds (default: now)")
     rec.add_argument("--camera-frame", default="camera_optical")

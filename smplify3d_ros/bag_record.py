@@ -1,4 +1,10 @@
 """``smplify3d-bag record-sim``: a synthetic rosbag2 with the sim node's topics, written without DDS.
+
+With ``--sequence`` frame i is frame i of a simulated sequence
+(:class:`~smplify3d_core.sim.sequence.SequencePlan`, fps = ``--rate``; stable tracking ids in the
+observations and the ground truth) instead of cycling ``--scenes`` random frames, and ``/tf`` gets
+``odom -> camera`` (the frame's T_odom_cam) per frame; the sequence settings are in the bag's custom
+data ``smplify3d.sequence``.
 """
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ from smplify3d_ros.bag_io import (BagToolError, MSGTYPES, SIM_TOPICS, TF_STATIC,
                                   tf_message_cdr, transient_local_qos)
 from smplify3d_ros.stamps import ns_to_stamp
 
+TF = "/tf"
+
 
 def record_sim(args) -> int:
     from rclpy.serialization import serialize_message
@@ -24,6 +32,7 @@ def record_sim(args) -> int:
     from smplify3d_core.body.default_model import default_body_model_dir
     from smplify3d_core.body.model import SMPLBody
     from smplify3d_core.sim.scene import simulate_scene
+    from smplify3d_core.sim.sequence import SequencePlan, SequenceSettings
 
     out = Path(args.out)
     if out.exists():
@@ -35,6 +44,12 @@ def record_sim(args) -> int:
     start_ns = int(round(args.start_time * 1e9)) if args.start_time is not None else time.time_ns()
     period_ns = int(round(1e9 / args.rate))
     scenes: dict = {}
+    sequence = bool(getattr(args, "sequence", False))
+    plan = None
+    if sequence:
+        settings = SequenceSettings(persons=args.persons, frames=args.frames, fps=args.rate, preset=args.sensor,
+                                    seed=args.seed, moving_robot=bool(args.moving_robot))
+        plan = SequencePlan(settings, body)
     with Writer(out, version=9, storage_plugin=storage_plugin(args.storage)) as writer:
         connections = {key: writer.add_connection(SIM_TOPICS[key], MSGTYPES[key], typestore=store)
                        for key in ("camera_info", "observations", "ground_truth", "image", "points")}
@@ -43,12 +58,23 @@ def record_sim(args) -> int:
         writer.set_custom_data("smplify3d.generator", json.dumps(
             {"sensor": args.sensor, "persons": args.persons, "seed": args.seed, "scenes": args.scenes,
              "rate": args.rate, "camera_frame": args.camera_frame, "lidar_frame": args.lidar_frame}))
+        if plan is not None:
+            odom_connection = writer.add_connection(TF, TF_TYPE, typestore=store)
+            writer.set_custom_data("smplify3d.sequence", json.dumps(
+                {**plan.settings.to_dict(), "name": plan.name, "odom_frame": args.odom_frame,
+                 "camera_frame": args.camera_frame, "events": plan.events}))
         for i in tqdm(range(args.frames), desc="simulating", unit="frame", disable=args.quiet):
-            index = i % args.scenes
-            if index not in scenes:
-                scenes[index] = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed + index)
-            frame = scenes[index].frame
             stamp_ns = start_ns + i * period_ns
+            if plan is not None:
+                item = plan.simulate_frame(i)
+                frame = item.scene.frame
+                writer.write(odom_connection, stamp_ns, tf_message_cdr(store, item.T_odom_cam, stamp_ns,
+                                                                       args.odom_frame, args.camera_frame))
+            else:
+                index = i % args.scenes
+                if index not in scenes:
+                    scenes[index] = simulate_scene(body, persons=args.persons, preset=args.sensor, seed=args.seed + index)
+                frame = scenes[index].frame
             if i == 0:
                 writer.set_custom_data("smplify3d.T_cam_lidar", json.dumps(frame.T_cam_lidar.reshape(-1).tolist()))
                 writer.write(tf_connection, stamp_ns, tf_message_cdr(store, frame.T_cam_lidar, stamp_ns,
@@ -56,6 +82,7 @@ def record_sim(args) -> int:
             messages = sim_frame_messages(frame, ns_to_stamp(stamp_ns), args.camera_frame, args.lidar_frame)
             for key, msg in messages.items():
                 writer.write(connections[key], stamp_ns, serialize_message(msg))
-    print(f"wrote {args.frames} simulated frames ({args.persons} persons, sensor preset {args.sensor}, {args.rate} Hz) "
+    kind = f"sequence frames ({'moving' if args.moving_robot else 'still'} robot)" if sequence else "frames"
+    print(f"wrote {args.frames} simulated {kind} ({args.persons} persons, sensor preset {args.sensor}, {args.rate} Hz) "
           f"to {out} ({args.storage})")
     return 0

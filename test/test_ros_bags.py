@@ -274,3 +274,43 @@ def test_process_reports_bad_input(tmp_path, env):
     assert run.returncode == 2
     assert f"no image topic {SIM}/image" in run.stderr and "/cam/info (sensor_msgs/msg/CameraInfo)" in run.stderr
     assert "--image-topic" in run.stderr and not (tmp_path / "out").exists()
+
+
+def test_record_sim_sequence_writes_odom_tf_and_stable_ids(tmp_path, env, smpl_body):
+    from rclpy.serialization import deserialize_message
+
+    from smplify3d_core.sim.sequence import SequencePlan, SequenceSettings
+    from smplify3d_ros.bag_io import lookup_transform, make_typestore, transforms_from_tf
+    from smplify3d_ros.msg import ObservationArray, SMPLArray
+
+    bag, frames, rate = tmp_path / "sequence", 3, 10.0
+    run = _bag(["record-sim", str(bag), "--sequence", "--moving-robot", "--frames", str(frames), "--persons", "3",
+                "--seed", str(SEED), "--rate", str(rate), "--start-time", str(START), "--quiet"], env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "sequence frames (moving robot)" in run.stdout
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as reader:
+        assert {c.topic: c.msgtype for c in reader.connections} == {**TOPICS, "/tf": "tf2_msgs/msg/TFMessage"}
+        settings = json.loads(reader.metadata["custom_data"]["smplify3d.sequence"])
+    assert settings["moving_robot"] is True and settings["persons"] == 3 and settings["fps"] == rate
+    plan = SequencePlan(SequenceSettings(persons=3, fps=rate, seed=SEED, moving_robot=True), smpl_body)
+    store = make_typestore()
+    tfs = _messages(bag, "/tf")
+    assert [t for _, t, _ in tfs] == [int(START * 1e9) + i * int(1e9 / rate) for i in range(frames)]
+    for i, (_, _, raw) in enumerate(tfs):
+        T = lookup_transform(transforms_from_tf(store, raw), "odom", "camera_optical")
+        np.testing.assert_allclose(T, plan.T_odom_cam(i / rate), atol=1e-6)
+    assert not np.allclose(lookup_transform(transforms_from_tf(store, tfs[0][2]), "odom", "camera_optical"),
+                           lookup_transform(transforms_from_tf(store, tfs[-1][2]), "odom", "camera_optical"))
+    # ground truth and observations: person "p<k>" is track k in every frame; the truth is the plan's
+    truths = [deserialize_message(raw, SMPLArray) for _, _, raw in _messages(bag, f"{SIM}/ground_truth")]
+    observations = [deserialize_message(raw, ObservationArray) for _, _, raw in _messages(bag, f"{SIM}/observations")]
+    for i, (truth, seen) in enumerate(zip(truths, observations)):
+        ids = sorted(p.track_id for p in truth.persons)
+        assert ids == sorted(p.track_id for p in seen.persons) and set(ids) <= {0, 1, 2} and ids
+        for person in truth.persons:
+            pelvis_cam = np.array([person.joints[0].x, person.joints[0].y, person.joints[0].z])
+            T = plan.T_odom_cam(i / rate)
+            np.testing.assert_allclose(T[:3, :3] @ pelvis_cam + T[:3, 3], plan.pelvis_odom(f"p{person.track_id}", i / rate),
+                                       atol=1e-4)
