@@ -39,7 +39,9 @@ class SensorFrame:
         person comes with keypoints and an initial estimate.
     cloud_lidar: (N, 3) the full cloud in the LiDAR frame, metres (non-finite rows are ignored).
     camera: the pinhole camera of the image; T_cam_lidar: (4, 4) LiDAR → camera.
-    stamp: seconds (the image's stamp); used for the frame id.
+    stamp: seconds (the image's stamp); the frame id and the tracker's clock.
+    T_track_cam: (4, 4) camera -> tracking frame (e.g. odom) at ``stamp``, or None: the camera frame
+        is the tracking frame.
     boxes_xywh: (K, 4) person boxes of the caller's 2D detector, pixels, or None.
     observations: per-person keypoints / boxes / initial estimates from elsewhere, or None.
     """
@@ -53,6 +55,7 @@ class SensorFrame:
     observations: Optional[List[PersonObservation]] = None
     sequence: str = "live"
     frame_id: Optional[str] = None
+    T_track_cam: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -93,8 +96,12 @@ def _has_keypoints(person: PersonObservation) -> bool:
     return bool(np.any(person.keypoints[:, 2] > 0))
 
 
-def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Optional[FrontEnds] = None) -> ObservedFrame:
+def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Optional[FrontEnds] = None,
+                  estimate_inits: bool = True) -> ObservedFrame:
     """The persons of ``frame`` with their crops, keypoints, LiDAR visibility and initial estimates.
+
+    estimate_inits: False leaves persons without an initial estimate as they are (the tracked fit
+    runs CLIFF only for the persons it fits cold, :func:`complete_inits`).
 
     Persons that cannot be completed (no keypoints and no ViTPose, weak ViTPose keypoints, no
     initial estimate and no CLIFF, beyond ``max_persons``) are listed in ``dropped`` with the
@@ -149,7 +156,8 @@ def observe_frame(frame: SensorFrame, config: PipelineConfig, front_ends: Option
         dropped.append((candidates[index].tracking_id, f"beyond max_persons ({config.max_persons} nearest kept)"))
     persons = [candidates[i] for i in nearest]
 
-    persons, completion_dropped = complete_persons(persons, image, camera, config, front_ends, fresh, timings)
+    persons, completion_dropped = complete_persons(persons, image, camera, config, front_ends, fresh, timings,
+                                                   estimate_inits)
     dropped += completion_dropped
 
     frame_id = frame.frame_id if frame.frame_id is not None else f"{frame.stamp:.6f}"
@@ -169,7 +177,8 @@ def _blank_person(tracking_id: str, box: np.ndarray, points: np.ndarray) -> Pers
 
 def complete_persons(persons: List[PersonObservation], image: Optional[np.ndarray], camera: PinholeCamera,
                      config: PipelineConfig, front_ends: Optional[FrontEnds] = None, fresh: Optional[set] = None,
-                     timings: Optional[dict] = None) -> Tuple[List[PersonObservation], List[Tuple[str, str]]]:
+                     timings: Optional[dict] = None,
+                     estimate_inits: bool = True) -> Tuple[List[PersonObservation], List[Tuple[str, str]]]:
     """Give the persons what they lack, in place: ViTPose keypoints (persons with all-zero
     confidences), the per-keypoint LiDAR visibility (persons whose keypoints were estimated here or
     whose ids are in ``fresh``), CLIFF initial estimates (persons without ``init``).
@@ -186,7 +195,8 @@ def complete_persons(persons: List[PersonObservation], image: Optional[np.ndarra
         if id(person) in fresh:
             person.lidar_visibility = lidar_visibility_for_keypoints(person.points, person.keypoints, camera,
                                                                      config.lidar_kernel_px)
-    persons = _complete_inits(persons, image, camera, front_ends, timings, dropped)
+    if estimate_inits:
+        persons = complete_inits(persons, image, camera, front_ends, timings, dropped)
     return persons, dropped
 
 
@@ -214,8 +224,9 @@ def _complete_keypoints(persons, image, config, front_ends, timings, dropped, fr
     return [p for p in persons if id(p) not in weak]
 
 
-def _complete_inits(persons, image, camera, front_ends, timings, dropped):
-    """CLIFF for the persons without an initial estimate; without CLIFF they are dropped."""
+def complete_inits(persons, image, camera, front_ends, timings, dropped):
+    """CLIFF for the persons without an initial estimate (in place); the persons that have one after it
+    (without CLIFF or an image the others are appended to ``dropped`` with the reason)."""
     missing = [p for p in persons if p.init is None]
     if not missing:
         return persons

@@ -24,9 +24,10 @@ from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitCancelled, FitResult, SMPLify3D  # noqa: F401  (FitCancelled: raised by process)
 from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
 from smplify3d_core.models import FrontEnds, load_models
-from smplify3d_core.observe import ObservedFrame, SensorFrame, observe_frame
+from smplify3d_core.observe import ObservedFrame, SensorFrame, complete_inits, observe_frame
 from smplify3d_core.pipeline_config import PipelineConfig
-from smplify3d_core.tracking import PelvisTracker
+from smplify3d_core.tracked_fit import PersonTrack, fit_tracked_frame
+from smplify3d_core.tracking import PersonTracker
 from smplify3d_core.types import FrameObservation
 
 
@@ -71,8 +72,8 @@ class FrameOutcome:
     """The outcome of one frame.
 
     status: :class:`FrameStatus`; reason: why it was skipped (SKIPPED only).
-    fit: the fitted and judged persons (FITTED only); track_ids: one id per fitted person (a person
-        that is not valid — not fitted, or rejected by the verdict — gets a new id and starts no track).
+    fit: the fitted and judged persons (FITTED only); tracks: one :class:`PersonTrack` per fitted
+        person (id, age, warm-started, restarted); track_ids: their ids.
     dropped: (person, reason) of the candidates that were not fitted (weak keypoints, beyond
         ``max_persons``...); stage_seconds: wall time per stage, s, with ``total``.
     cloud_points: (valid points, points used): fewer used when the cloud was thinned.
@@ -81,7 +82,7 @@ class FrameOutcome:
     status: FrameStatus
     reason: Optional[str] = None
     fit: Optional[FrameFit] = None
-    track_ids: List[int] = field(default_factory=list)
+    tracks: List[PersonTrack] = field(default_factory=list)
     dropped: List[Tuple[str, str]] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
     cloud_points: Tuple[int, int] = (0, 0)
@@ -90,19 +91,26 @@ class FrameOutcome:
     def skipped(cls, reason: str) -> "FrameOutcome":
         return cls(FrameStatus.SKIPPED, reason=str(reason))
 
+    @property
+    def track_ids(self) -> List[int]:
+        """The track id of each fitted person."""
+        return [track.track_id for track in self.tracks]
+
 
 class FrameProcessor:
     """Fits and tracks the persons of a stream of frames (one instance per stream: it keeps the tracks).
 
     config: the frame path's settings; fitter: the SMPLify-3D optimizer; front_ends: ViTPose /
-    CLIFF (either None: those come from each frame's observations).
+    CLIFF (either None: those come from each frame's observations). Tracked persons are fitted
+    warm from their tracks' predictions (:mod:`smplify3d_core.tracked_fit`); CLIFF runs only for
+    the persons fitted cold.
     """
 
     def __init__(self, config: PipelineConfig, fitter: SMPLify3D, front_ends: Optional[FrontEnds] = None) -> None:
         self.config = config
         self.fitter = fitter
         self.front_ends = front_ends or FrontEnds()
-        self.tracker = PelvisTracker(config.tracker.max_distance, config.tracker.max_missed)
+        self.tracker = PersonTracker(config.tracker)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "FrameProcessor":
@@ -127,28 +135,41 @@ class FrameProcessor:
             return FrameOutcome.skipped("no observations for this frame (ViTPose and CLIFF are not both loaded, so "
                                         "keypoints and initial estimates must come with the frame)")
         try:
-            observed = observe_frame(frame, self.config, self.front_ends)
+            observed = observe_frame(frame, self.config, self.front_ends, estimate_inits=False)
         except ValueError as error:
             return FrameOutcome.skipped(str(error))
         if observed.cloud_points[0] == 0:
             return FrameOutcome.skipped("the point cloud has no valid points")
-        return self._fit_observed(observed, start, should_stop)
+        return self._fit_observed(observed, start, frame.stamp, frame.T_track_cam, should_stop)
 
-    def _fit_observed(self, observed: ObservedFrame, start: float, should_stop=None) -> FrameOutcome:
+    def process_observed(self, frame: FrameObservation, stamp: float, T_track_cam: Optional[np.ndarray] = None,
+                         should_stop=None) -> FrameOutcome:
+        """The outcome of a frame whose persons already carry their points and keypoints (a scene
+        folder, a simulated sequence, a dataset). stamp: s; T_track_cam: (4, 4) camera -> tracking frame."""
+        observed = ObservedFrame(frame, cloud_points=(0, 0))
+        return self._fit_observed(observed, time.perf_counter(), stamp, T_track_cam, should_stop)
+
+    def _complete_inits(self, observed: ObservedFrame):
+        """CLIFF for the persons the tracked fit fits cold; returns (person, reason) for those left without."""
+        def complete(persons):
+            dropped: list = []
+            complete_inits(persons, observed.frame.image, observed.frame.camera, self.front_ends,
+                           observed.stage_seconds, dropped)
+            return dropped
+        return complete
+
+    def _fit_observed(self, observed: ObservedFrame, start: float, stamp: float, T_track_cam=None,
+                      should_stop=None) -> FrameOutcome:
+        common = dict(cloud_points=observed.cloud_points)
+        tracked = fit_tracked_frame(observed.frame, self.fitter, self.tracker, self.config, stamp, T_track_cam,
+                                    self._complete_inits(observed), should_stop)
         stage_seconds = dict(observed.stage_seconds)
-        common = dict(dropped=observed.dropped, cloud_points=observed.cloud_points)
-        if not observed.frame.persons:
-            self.tracker.update(np.zeros((0, 3)))
+        dropped = list(observed.dropped) + tracked.dropped
+        if tracked.result is None:
             stage_seconds["total"] = time.perf_counter() - start
-            return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, **common)
-        fit = fit_frame(observed.frame, self.fitter, self.config.verdict, should_stop)
-        stage_seconds.update(fit.result.stage_seconds)
+            return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, dropped=dropped, **common)
+        stage_seconds.update(tracked.result.stage_seconds)
         stage_seconds["total"] = time.perf_counter() - start
-        return FrameOutcome(FrameStatus.FITTED, fit=fit, track_ids=self.track(fit), stage_seconds=stage_seconds,
-                            **common)
-
-    def track(self, fit: FrameFit) -> List[int]:
-        """Track ids of the fitted persons (pelvis association; a person not fitted gets a new id)."""
-        valid = fit.result.valid.cpu().numpy().astype(bool)
-        pelvis = fit.result.joints[:, 0].detach().cpu().numpy().astype(np.float64)
-        return self.tracker.update(np.where(valid[:, None], pelvis, np.nan))
+        fit = FrameFit(tracked.frame, tracked.inputs, tracked.result)
+        return FrameOutcome(FrameStatus.FITTED, fit=fit, tracks=tracked.tracks, stage_seconds=stage_seconds,
+                            dropped=dropped, **common)

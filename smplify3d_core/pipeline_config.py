@@ -25,10 +25,34 @@ from smplify3d_core.typed_config import ConfigError, section, section_from_dict,
 
 @dataclass
 class TrackerConfig:
-    """Frame-to-frame identities of the fitted persons (nearest pelvis)."""
+    """Tracking persons across frames (in ``tracking_frame`` on a robot) and warm-started fits."""
 
-    max_distance: float = setting(0.6, "metres a pelvis may move between two frames and keep its track id", min=0)
-    max_missed: int = setting(5, "frames a track survives without a match", min=0)
+    warm_start: bool = setting(True, "fit a tracked person from its track's prediction with the preset's tracking "
+                                     "schedule (false: every person of every frame is fitted cold)")
+    max_distance: float = setting(1.0, "association gate: metres between a person's LiDAR points and a track's "
+                                       "predicted position (widened while the track goes unseen)", min=0.05)
+    max_age: float = setting(1.0, "seconds a track survives without being seen (short occlusions keep the id)",
+                             min=0)
+    box_weight: float = setting(0.5, "weight of (1 - box IoU) against the normalised 3D distance in association",
+                                min=0)
+    max_warm_gap: float = setting(0.35, "seconds since a track's last valid fit beyond which it is fitted cold "
+                                        "again", min=0)
+    acceleration_noise: float = setting(3.0, "motion filter: standard deviation of a person's acceleration, m/s^2",
+                                        min=0.01)
+    position_noise: float = setting(0.05, "motion filter: standard deviation of a fitted pelvis position, m",
+                                    min=0.001)
+    pose_extrapolation: float = setting(1.0, "fraction of the last frame-to-frame pose change added to the predicted "
+                                             "pose (0: previous pose)", min=0, max=1)
+    anchor_to_observation: bool = setting(True, "a warm fit keeps the joints the image does not show near the "
+                                                "frame's own image-only estimate when the observations carry one "
+                                                "(else near the track's pose, which can drift)")
+    warm_pose: str = setting("observation", "where a warm fit's body pose starts: the track's prediction, or the "
+                                      "frame's own image-only estimate when the observations carry one",
+                             choices=("track", "observation"))
+    shape_frames: int = setting(10, "valid fits whose betas are averaged into a track's shape; after that the "
+                                    "shape is held fixed", min=1)
+    restart_on_invalid: bool = setting(True, "a warm fit that fails the verdict is fitted again cold in the same "
+                                             "frame (flag track_restarted)")
 
 
 @dataclass
@@ -54,7 +78,7 @@ class PipelineConfig:
                                               "finite points mostly are is skipped (not in metres?)", min=1.0)
     seed: int = setting(0, "seed of the optimizer (same inputs and seed, same fit)", min=0)
     proposals: ProposalConfig = section(ProposalConfig, "LiDAR person proposals and crops (metres, pixels, degrees as named)")
-    tracker: TrackerConfig = section(TrackerConfig, "track ids across frames")
+    tracker: TrackerConfig = section(TrackerConfig, "tracks across frames and warm-started fits")
     verdict: VerdictConfig = section(VerdictConfig, "when a fitted body is valid: thresholds of the checks after the fit")
 
     @classmethod

@@ -1,50 +1,301 @@
-"""Frame-to-frame identities for fitted persons (greedy nearest-pelvis association).
+"""Multi-person tracking for live fitting: association, motion prediction, track life, per-track shape.
 
-Enough for stable marker colours and track ids in a ROS stream; not a multi-object tracker.
+The tracker works in a fixed *tracking frame* (``odom`` on a robot, given per frame as the
+transform ``T_track_cam``; the camera frame itself when the robot does not move), so that the
+robot's own motion is not mistaken for the person's.
+
+Per frame, before the fit:
+
+1. :meth:`PersonTracker.begin_frame` ends tracks not seen for ``max_age`` seconds (deaths) and
+   clears everything when time went backwards (a looping bag, a restarted simulator).
+2. :meth:`PersonTracker.associate` matches the frame's :class:`Detection` s to the tracks: a
+   detection with LiDAR points is placed at the median of its points (its cluster) and compared
+   with each track's constant-velocity prediction (a Kalman filter on the pelvis, plus the track's
+   learnt offset between pelvis and point median) and its last box; the cost is
+   ``distance / gate + box_weight * (1 - IoU)``, solved optimally (Hungarian). A detection without
+   points (occluded, or too far) can only be matched by its box. Unmatched detections are births.
+3. :meth:`PersonTracker.prediction` gives a matched track's predicted body in the camera frame
+   (previous fit, pelvis moved with the track's velocity, the pose extrapolated a little, the
+   track's fused shape), from which the fit starts warm.
+
+After the fit, :meth:`PersonTracker.update` feeds each person's fitted body back: a valid fit
+updates the motion filter, the stored pose and the fused shape (mean betas over the track's good
+frames); an invalid one only moves the track with its points.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
 import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.transform import Rotation
 
 
-class PelvisTracker:
-    """Assigns track ids by matching pelvis positions to the previous frame's.
+NO_MATCH_COST = 1e6
+TIME_JUMP_S = 0.5  # a stamp this far before the previous frame's restarts the tracker
 
-    max_distance: metres a pelvis may move between frames and keep its id;
-    max_missed: frames a track survives without a match.
+
+@dataclass
+class Detection:
+    """One person of a frame as the tracker sees it before the fit.
+
+    position: (3,) metres in the tracking frame (median of the person's LiDAR points), or None
+        when the person has too few points; box_xywh: (4,) pixels.
     """
 
-    def __init__(self, max_distance: float = 0.6, max_missed: int = 5) -> None:
-        self.max_distance = float(max_distance)
-        self.max_missed = int(max_missed)
-        self._tracks: dict[int, tuple[np.ndarray, int]] = {}  # id -> (pelvis, frames missed)
+    position: Optional[np.ndarray]
+    box_xywh: np.ndarray
+
+
+@dataclass
+class FittedBody:
+    """A fitted person, fed back to its track. Camera frame as fitted; ``pelvis`` (3,) m and
+    ``root_rotation`` (3, 3) are in the tracking frame."""
+
+    valid: bool
+    pelvis: np.ndarray
+    root_rotation: np.ndarray
+    body_pose: np.ndarray
+    betas: np.ndarray
+
+
+@dataclass
+class Track:
+    """One tracked person.
+
+    id: the track id (never reused); born, last_seen, last_fit: stamps (s) of its first frame,
+    its last matched frame and its last valid fit; state (6,) pelvis position and velocity in the
+    tracking frame (m, m/s) with covariance ``covariance`` (6, 6); offset (3,) point median minus
+    pelvis (m, tracking frame); box: last box (px); pose / previous_pose: (69,) body pose of the last
+    two valid fits (rad) with ``pose_stamps``; root_rotation (3, 3) of the last valid fit
+    (tracking frame); shape_sum / good_frames: sum of the betas of the valid fits and their number.
+    """
+
+    id: int
+    born: float
+    last_seen: float
+    state: np.ndarray
+    covariance: np.ndarray
+    box: np.ndarray
+    last_fit: Optional[float] = None
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    pose: Optional[np.ndarray] = None
+    previous_pose: Optional[np.ndarray] = None
+    pose_stamps: tuple = (None, None)
+    root_rotation: Optional[np.ndarray] = None
+    shape_sum: np.ndarray = field(default_factory=lambda: np.zeros(10))
+    good_frames: int = 0
+    frames: int = 0
+
+    @property
+    def shape(self) -> Optional[np.ndarray]:
+        """(10,) the fused betas (mean over the valid fits), or None before the first one."""
+        return self.shape_sum / self.good_frames if self.good_frames else None
+
+    def age(self, stamp: float) -> float:
+        """Seconds since the track was born."""
+        return float(stamp - self.born)
+
+
+@dataclass
+class TrackPrediction:
+    """A track's predicted body for the frame at hand (camera frame): the warm start of its fit.
+
+    global_orient: (3,) axis-angle, rad; body_pose: (69,) rad; betas: (10,) the fused shape;
+    pelvis: (3,) m (SMPL's ``transl`` is this minus the shape's rest pelvis); shape_frames: valid
+    fits fused into ``betas``; shape_settled: there are enough of them for the shape to be held fixed.
+    """
+
+    global_orient: np.ndarray
+    body_pose: np.ndarray
+    betas: np.ndarray
+    pelvis: np.ndarray
+    shape_frames: int
+    shape_settled: bool
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (4,) boxes x, y, width, height (pixels)."""
+    ax1, ay1, aw, ah = (float(v) for v in a)
+    bx1, by1, bw, bh = (float(v) for v in b)
+    w = min(ax1 + aw, bx1 + bw) - max(ax1, bx1)
+    h = min(ay1 + ah, by1 + bh) - max(ay1, by1)
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = aw * ah + bw * bh - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _transform(T: np.ndarray, point: np.ndarray) -> np.ndarray:
+    return T[:3, :3] @ point + T[:3, 3]
+
+
+class PersonTracker:
+    """Tracks persons over a stream of frames (see the module docstring).
+
+    config: a :class:`~smplify3d_core.pipeline_config.TrackerConfig` (gate ``max_distance`` m,
+    ``max_age`` s, ``box_weight``, ``max_warm_gap`` s, ``acceleration_noise`` m/s²,
+    ``position_noise`` m, ``pose_extrapolation``, ``shape_frames``).
+    """
+
+    def __init__(self, config) -> None:
+        self.config = config
+        self.tracks: Dict[int, Track] = {}
         self._next_id = 0
+        self._last_stamp: Optional[float] = None
+        self.births: List[int] = []
+        self.deaths: List[int] = []
 
-    def update(self, pelvises: np.ndarray) -> list[int]:
-        """(P, 3) pelvis positions (metres, one frame) -> P track ids (new ids for new persons).
+    def reset(self) -> None:
+        """Forget every track (ids keep counting up, so an id is never given twice)."""
+        self.tracks.clear()
+        self._last_stamp = None
 
-        A non-finite row (a person that could not be fitted) gets a new id and starts no track.
+    # ------------------------------------------------------------------ per frame
+    def begin_frame(self, stamp: float) -> None:
+        """Start the frame at ``stamp`` (s): end tracks older than ``max_age`` without a detection;
+        restart when time went backwards by more than half a second."""
+        stamp = float(stamp)
+        self.births, self.deaths = [], []
+        if self._last_stamp is not None and stamp < self._last_stamp - TIME_JUMP_S:
+            self.deaths = sorted(self.tracks)
+            self.reset()
+        self._last_stamp = stamp
+        for track_id in sorted(self.tracks):
+            if stamp - self.tracks[track_id].last_seen > self.config.max_age:
+                self.deaths.append(track_id)
+                del self.tracks[track_id]
+
+    def predicted_pelvis(self, track: Track, stamp: float) -> np.ndarray:
+        """(3,) the track's pelvis at ``stamp`` (constant velocity), tracking frame, m."""
+        dt = max(0.0, stamp - track.last_seen)
+        return track.state[:3] + dt * track.state[3:]
+
+    def _gate(self, track: Track, stamp: float) -> float:
+        """Association gate, m: ``max_distance``, widened while a track goes unseen."""
+        return self.config.max_distance * (1.0 + max(0.0, stamp - track.last_seen - 0.15))
+
+    def associate(self, detections: Sequence[Detection], stamp: float) -> List[Optional[int]]:
+        """The track id of each detection (None: a new person), optimal over the frame."""
+        stamp = float(stamp)
+        result: List[Optional[int]] = [None] * len(detections)
+        track_ids = sorted(self.tracks)
+        if not track_ids or not detections:
+            return result
+        tracks = [self.tracks[i] for i in track_ids]
+        cost = np.full((len(detections), len(tracks)), NO_MATCH_COST)
+        for d, detection in enumerate(detections):
+            for t, track in enumerate(tracks):
+                iou = box_iou(detection.box_xywh, track.box)
+                if detection.position is not None:
+                    distance = float(np.linalg.norm(detection.position - self.predicted_pelvis(track, stamp)
+                                                    - track.offset))
+                    gate = self._gate(track, stamp)
+                    if distance <= gate:
+                        cost[d, t] = distance / gate + self.config.box_weight * (1.0 - iou)
+                elif iou >= 0.3:  # no points: only the box can say who it is
+                    cost[d, t] = 1.0 + self.config.box_weight * (1.0 - iou)
+        rows, cols = linear_sum_assignment(cost)
+        for d, t in zip(rows, cols):
+            if cost[d, t] < NO_MATCH_COST:
+                result[d] = track_ids[t]
+        return result
+
+    def prediction(self, track_id: int, stamp: float, T_cam_track: np.ndarray) -> Optional[TrackPrediction]:
+        """The warm start of track ``track_id`` at ``stamp`` in the camera frame (``T_cam_track``
+        (4, 4): tracking frame -> camera), or None when the track has no valid fit within
+        ``max_warm_gap`` s (it is then fitted cold)."""
+        track = self.tracks[track_id]
+        if track.last_fit is None or track.pose is None or stamp - track.last_fit > self.config.max_warm_gap:
+            return None
+        pose = track.pose
+        t_now, t_prev = track.pose_stamps
+        if track.previous_pose is not None and t_prev is not None and t_now > t_prev:
+            rate = (stamp - t_now) / (t_now - t_prev)
+            pose = pose + self.config.pose_extrapolation * min(rate, 2.0) * (track.pose - track.previous_pose)
+        pelvis_cam = _transform(T_cam_track, self.predicted_pelvis(track, stamp))
+        root = T_cam_track[:3, :3] @ track.root_rotation
+        return TrackPrediction(Rotation.from_matrix(root).as_rotvec(), pose, track.shape, pelvis_cam, track.good_frames,
+                               track.good_frames >= self.config.shape_frames)
+
+    def update(self, stamp: float, detections: Sequence[Detection], matches: Sequence[Optional[int]],
+               bodies: Sequence[Optional[FittedBody]]) -> List[int]:
+        """Feed the frame's fits back; returns one track id per detection.
+
+        matches: :meth:`associate`'s answer; bodies: the fitted body of each detection (None: not
+        fitted). An unmatched detection with points starts a track (a birth); one without points
+        gets a fresh id and no track (nothing to follow it by).
         """
-        pelvises = np.asarray(pelvises, dtype=np.float64).reshape(-1, 3)
-        ids = [-1] * len(pelvises)
-        candidates = sorted(
-            (float(np.linalg.norm(p - pelvis)), i, track)
-            for i, p in enumerate(pelvises) if np.all(np.isfinite(p))
-            for track, (pelvis, _) in self._tracks.items()
-        )
-        used_tracks = set()
-        for distance, i, track in candidates:
-            if distance > self.max_distance:
-                break
-            if ids[i] == -1 and track not in used_tracks:
-                ids[i] = track
-                used_tracks.add(track)
-        for i in range(len(ids)):
-            if ids[i] == -1:
-                ids[i] = self._next_id
+        stamp = float(stamp)
+        ids: List[int] = []
+        for detection, match, body in zip(detections, matches, bodies):
+            if match is None:
+                track_id = self._next_id
                 self._next_id += 1
-        updated = {track: (pelvis, missed + 1) for track, (pelvis, missed) in self._tracks.items()
-                   if track not in ids and missed + 1 <= self.max_missed}
-        updated.update({track: (pelvises[i], 0) for i, track in enumerate(ids) if np.all(np.isfinite(pelvises[i]))})
-        self._tracks = updated
+                ids.append(track_id)
+                if detection.position is None and (body is None or not body.valid):
+                    continue
+                start = body.pelvis if body is not None and body.valid else detection.position
+                track = Track(id=track_id, born=stamp, last_seen=stamp, state=np.concatenate([start, np.zeros(3)]),
+                              covariance=np.diag([self.config.position_noise ** 2] * 3 + [1.0] * 3),
+                              box=np.asarray(detection.box_xywh, dtype=np.float64))
+                self.tracks[track_id] = track
+                self.births.append(track_id)
+                if body is not None and body.valid:
+                    self._take_fit(track, detection, body, stamp)
+                elif detection.position is not None:
+                    track.frames += 1
+                continue
+            track = self.tracks[match]
+            ids.append(match)
+            self._predict(track, stamp)
+            track.box = np.asarray(detection.box_xywh, dtype=np.float64)
+            track.last_seen = stamp
+            if body is not None and body.valid:
+                self._correct(track, body.pelvis)
+                self._take_fit(track, detection, body, stamp)
+            elif detection.position is not None:
+                self._correct(track, detection.position - track.offset)
+                track.frames += 1
         return ids
+
+    def restart(self, track_id: int) -> None:
+        """Forget a track's fit (pose, shape): its next fit starts cold. Its id and motion are kept."""
+        track = self.tracks.get(track_id)
+        if track is not None:
+            track.last_fit = None
+            track.pose = track.previous_pose = None
+            track.shape_sum = np.zeros(10)
+            track.good_frames = 0
+
+    # ------------------------------------------------------------------ motion filter
+    def _predict(self, track: Track, stamp: float) -> None:
+        dt = max(0.0, stamp - track.last_seen)
+        if dt == 0.0:
+            return
+        F = np.eye(6)
+        F[:3, 3:] = dt * np.eye(3)
+        a2 = self.config.acceleration_noise ** 2
+        q = np.block([[dt ** 4 / 4 * np.eye(3), dt ** 3 / 2 * np.eye(3)], [dt ** 3 / 2 * np.eye(3), dt ** 2 * np.eye(3)]])
+        track.state = F @ track.state
+        track.covariance = F @ track.covariance @ F.T + a2 * q
+
+    def _correct(self, track: Track, measured_pelvis: np.ndarray) -> None:
+        H = np.hstack([np.eye(3), np.zeros((3, 3))])
+        S = H @ track.covariance @ H.T + self.config.position_noise ** 2 * np.eye(3)
+        gain = track.covariance @ H.T @ np.linalg.inv(S)
+        track.state = track.state + gain @ (np.asarray(measured_pelvis, dtype=np.float64) - H @ track.state)
+        track.covariance = (np.eye(6) - gain @ H) @ track.covariance
+
+    def _take_fit(self, track: Track, detection: Detection, body: FittedBody, stamp: float) -> None:
+        if detection.position is not None:
+            offset = detection.position - body.pelvis
+            track.offset = offset if track.good_frames == 0 else 0.7 * track.offset + 0.3 * offset
+        track.previous_pose, track.pose = track.pose, np.asarray(body.body_pose, dtype=np.float64).copy()
+        track.pose_stamps = (stamp, track.pose_stamps[0])
+        track.root_rotation = np.asarray(body.root_rotation, dtype=np.float64)
+        if track.good_frames < self.config.shape_frames:  # once settled, the shape is held
+            track.shape_sum = track.shape_sum + np.asarray(body.betas, dtype=np.float64)
+            track.good_frames += 1
+        track.last_fit = stamp
+        track.frames += 1

@@ -70,11 +70,13 @@ def _uint32(value: int, name: str) -> int:
     return value
 
 
-def smpl_from_fit(result, b: int, track_id: int, header: Optional[Header] = None, include_vertices: bool = False) -> SMPL:
+def smpl_from_fit(result, b: int, track_id: int, header: Optional[Header] = None, include_vertices: bool = False,
+                  track=None) -> SMPL:
     """Person ``b`` of ``result`` (a ``FitResult``) as an ``SMPL`` message.
 
     track_id: the tracker's id of this person (uint32); header: stamp and camera optical frame
-    (copied); include_vertices: also fill ``vertices`` (6890 points, about 160 kB per person).
+    (copied); include_vertices: also fill ``vertices`` (6890 points, about 160 kB per person);
+    track: the person's :class:`~smplify3d_core.tracked_fit.PersonTrack` (age, warm start), or None.
     Parameters are written as float32; non-finite fit-quality numbers pass through as NaN/inf. The
     verdict's measures (``point_residual_m``, ``height_m``, ``depth_offset_m``, ``range_m``) are NaN
     when the result was not judged (``result.verdict`` None) or the check could not run.
@@ -85,6 +87,9 @@ def smpl_from_fit(result, b: int, track_id: int, header: Optional[Header] = None
     msg = SMPL()
     msg.header = _copy_header(header)
     msg.track_id = _uint32(track_id, "track_id")
+    if track is not None:
+        msg.track_age_s = float(track.age_s)
+        msg.warm_started = bool(track.warm_started)
     msg.global_orient = _numpy(result.global_orient[b]).astype(np.float32).reshape(3)
     msg.body_pose = _numpy(result.body_pose[b]).astype(np.float32).reshape(69)
     betas = _numpy(result.betas[b]).astype(np.float32).reshape(-1)
@@ -114,13 +119,15 @@ def smpl_array_from_fit(
     track_ids: Optional[Sequence[int]] = None,
     stage_seconds: Optional[Mapping[str, float]] = None,
     include_vertices: bool = False,
+    tracks: Optional[Sequence] = None,
 ) -> SMPLArray:
     """All persons of a frame's ``FitResult`` as an ``SMPLArray`` (persons in the fit's order).
 
     header: stamp of the camera image and its optical frame (copied into every person);
     track_ids: one per person (default 0..B-1); stage_seconds: name -> seconds for the frame
     (default ``result.stage_seconds``; pass ``FrameOutcome.stage_seconds`` to include the
-    perception stages); include_vertices: see :func:`smpl_from_fit`.
+    perception stages); include_vertices: see :func:`smpl_from_fit`; tracks: one
+    :class:`~smplify3d_core.tracked_fit.PersonTrack` per person (age, warm start), or None.
     ``result`` may be None (no person found): the array is then empty but keeps the timings.
     """
     msg = SMPLArray()
@@ -131,7 +138,8 @@ def smpl_array_from_fit(
     track_ids = list(track_ids)
     if len(track_ids) != batch:
         raise ValueError(f"{len(track_ids)} track ids for {batch} person(s)")
-    msg.persons = [smpl_from_fit(result, b, track_ids[b], header, include_vertices) for b in range(batch)]
+    tracks = list(tracks) if tracks is not None else [None] * batch
+    msg.persons = [smpl_from_fit(result, b, track_ids[b], header, include_vertices, tracks[b]) for b in range(batch)]
     if stage_seconds is None:
         stage_seconds = {} if result is None else result.stage_seconds
     msg.stage_names = [str(name) for name in stage_seconds]
@@ -231,7 +239,7 @@ def smpl_array_from_outcome(outcome, header: Optional[Header] = None, include_ve
     with the tracker's ids and every stage's time (perception and fit)."""
     result = None if outcome.fit is None else outcome.fit.result
     return smpl_array_from_fit(result, header, outcome.track_ids if result is not None else [], outcome.stage_seconds,
-                               include_vertices=include_vertices)
+                               include_vertices=include_vertices, tracks=outcome.tracks if result is not None else None)
 
 
 def errors_against_truth(joints: np.ndarray, vertices: Optional[np.ndarray], truth_msg: SMPLArray) -> dict:

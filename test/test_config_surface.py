@@ -85,11 +85,11 @@ def test_one_name_per_setting_on_the_command_line(tmp_path):
     params = tmp_path / "p.yaml"
     params.write_text("max_persons: 4\nproposals: {cluster_distance: 0.2}\n")
     args = parser.parse_args(["--params", str(params), "--max-persons", "3", "--no-flip-test",
-                              "--set", "tracker.max_missed=7", "--vitpose-checkpoint", "v.pth"])
+                              "--set", "tracker.shape_frames=7", "--vitpose-checkpoint", "v.pth"])
     config = pipeline_config_from_args(args)
     values = flat_values(config)
     assert values["max_persons"] == 3 and values["proposals.cluster_distance"] == 0.2
-    assert values["flip_test"] is False and values["tracker.max_missed"] == 7 and values["vitpose_checkpoint"] == "v.pth"
+    assert values["flip_test"] is False and values["tracker.shape_frames"] == 7 and values["vitpose_checkpoint"] == "v.pth"
     with pytest.raises(ConfigError, match="unknown settings"):
         pipeline_config_from_args(parser.parse_args(["--set", "max_personz=3"]))
 

@@ -1,23 +1,138 @@
-"""Track ids stay with the person who moves a little, and new persons get new ids."""
+"""The tracker: ids through motion, crossings and occlusions, births and deaths, a moving robot."""
 import numpy as np
+import pytest
 
-from smplify3d_core.tracking import PelvisTracker
-
-
-def test_ids_follow_small_motion_and_new_people_get_new_ids():
-    tracker = PelvisTracker(max_distance=0.5, max_missed=1)
-    first = tracker.update(np.array([[0.0, 0, 5], [2.0, 0, 7]]))
-    assert first == [0, 1]
-    # order swapped, small motion, a newcomer far away
-    second = tracker.update(np.array([[2.1, 0, 7.1], [9.0, 0, 9], [0.1, 0, 5.05]]))
-    assert second == [1, 2, 0]
-    # person 1 leaves for two frames: its id expires (max_missed 1) and is not reused
-    tracker.update(np.array([[0.1, 0, 5.0]]))
-    tracker.update(np.array([[0.1, 0, 5.0]]))
-    assert tracker.update(np.array([[2.1, 0, 7.1], [0.1, 0, 5.0]])) == [3, 0]
+from smplify3d_core.eval.motion import acceleration_error, acceleration_errors, identity_switches
+from smplify3d_core.pipeline_config import TrackerConfig
+from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, box_iou
 
 
-def test_a_jump_beyond_the_gate_is_a_new_track():
-    tracker = PelvisTracker(max_distance=0.3)
-    assert tracker.update(np.array([[0.0, 0, 5]])) == [0]
-    assert tracker.update(np.array([[1.0, 0, 5]])) == [1]
+def _body(pelvis, valid=True):
+    return FittedBody(valid=valid, pelvis=np.asarray(pelvis, dtype=float), root_rotation=np.eye(3),
+                      body_pose=np.zeros(69), betas=np.zeros(10))
+
+
+def _box(x):
+    return np.array([x, 100.0, 60.0, 160.0])
+
+
+def _step(tracker, stamp, positions, boxes=None):
+    """One frame: detections at ``positions`` (None: no points), each fitted exactly there."""
+    boxes = boxes or [_box(100 * i) for i in range(len(positions))]
+    detections = [Detection(None if p is None else np.asarray(p, dtype=float), b) for p, b in zip(positions, boxes)]
+    tracker.begin_frame(stamp)
+    matches = tracker.associate(detections, stamp)
+    bodies = [None if p is None else _body(p) for p in positions]
+    return tracker.update(stamp, detections, matches, bodies)
+
+
+def test_ids_follow_walking_people_and_a_newcomer_is_born():
+    tracker = PersonTracker(TrackerConfig())
+    assert _step(tracker, 0.0, [[0, 0, 5], [2, 0, 7]]) == [0, 1]
+    assert tracker.births == [0, 1]
+    for t in range(1, 10):  # both walk at 1.2 m/s, listed in swapped order
+        ids = _step(tracker, t / 10, [[2 - 0.12 * t, 0, 7], [0.12 * t, 0, 5]])
+        assert ids == [1, 0]
+    ids = _step(tracker, 1.0, [[0.12 * 10, 0, 5], [8, 0, 9], [2 - 1.2, 0, 7]])
+    assert ids == [0, 2, 1] and tracker.births == [2]
+
+
+def test_ids_hold_through_a_crossing_with_five_frames_of_full_occlusion():
+    """Two people walk towards each other at different depths; the far one is hidden (no detection at
+    all) for 5 frames while they cross; both keep their ids and nobody is born."""
+    tracker = PersonTracker(TrackerConfig())
+    near = lambda t: np.array([-3.0 + 1.3 * t, 0.0, 5.0])  # noqa: E731
+    far = lambda t: np.array([3.0 - 1.2 * t, 0.0, 7.0])  # noqa: E731
+    ids_near, ids_far = set(), set()
+    for f in range(50):
+        t = f / 10
+        hidden = 20 <= f < 25
+        positions = [near(t)] if hidden else [near(t), far(t)]
+        ids = _step(tracker, t, positions)
+        ids_near.add(ids[0])
+        if not hidden:
+            ids_far.add(ids[1])
+    assert ids_near == {0} and ids_far == {1}
+    assert sorted(tracker.tracks) == [0, 1]
+
+
+def test_an_occluded_person_with_a_box_but_no_points_keeps_its_id_by_the_box():
+    tracker = PersonTracker(TrackerConfig())
+    _step(tracker, 0.0, [[0, 0, 5], [2, 0, 7]], [_box(100), _box(300)])
+    _step(tracker, 0.1, [[0, 0, 5], [2, 0, 7]], [_box(100), _box(300)])
+    ids = _step(tracker, 0.2, [[0, 0, 5], None], [_box(100), _box(305)])
+    assert ids == [0, 1]
+    assert not tracker.births
+
+
+def test_tracks_die_after_max_age_and_ids_are_never_reused():
+    tracker = PersonTracker(TrackerConfig(max_age=0.5))
+    _step(tracker, 0.0, [[0, 0, 5], [3, 0, 8]])
+    _step(tracker, 0.3, [[0, 0, 5]])
+    assert sorted(tracker.tracks) == [0, 1]
+    tracker.begin_frame(0.6)
+    assert tracker.deaths == [1] and sorted(tracker.tracks) == [0]
+    assert _step(tracker, 0.7, [[0, 0, 5], [3, 0, 8]]) == [0, 2]
+
+
+def test_time_going_backwards_restarts_the_tracker():
+    tracker = PersonTracker(TrackerConfig())
+    _step(tracker, 10.0, [[0, 0, 5]])
+    _step(tracker, 10.1, [[0, 0, 5]])
+    assert _step(tracker, 2.0, [[0, 0, 5]]) == [1]
+    assert tracker.deaths == [0]
+
+
+def test_a_moving_robot_does_not_move_a_standing_person_in_the_tracking_frame():
+    """Positions are given in the tracking frame: the robot drives 0.5 m/s towards a standing person,
+    whose camera-frame depth shrinks, and the prediction in the camera frame follows the robot."""
+    tracker = PersonTracker(TrackerConfig())
+    person_odom = np.array([6.0, 0.0, 0.0])
+    for f in range(10):
+        t = f / 10
+        T_odom_cam = np.eye(4)
+        T_odom_cam[0, 3] = 0.5 * t  # the robot moves along odom x; axes kept equal for the test
+        assert _step(tracker, t, [person_odom]) == [0]
+    T_cam_odom = np.eye(4)
+    T_cam_odom[0, 3] = -0.5
+    prediction = tracker.prediction(0, 1.0, T_cam_odom)
+    np.testing.assert_allclose(prediction.pelvis, [5.5, 0.0, 0.0], atol=0.02)
+    assert abs(tracker.tracks[0].state[3]) < 0.05  # no velocity in odom
+
+
+def test_prediction_moves_the_pelvis_with_the_tracked_velocity():
+    tracker = PersonTracker(TrackerConfig())
+    for f in range(8):
+        _step(tracker, f / 10, [[1.2 * f / 10, 0.0, 5.0]])
+    prediction = tracker.prediction(0, 0.8, np.eye(4))
+    np.testing.assert_allclose(prediction.pelvis, [0.96, 0.0, 5.0], atol=0.03)
+    assert tracker.prediction(0, 0.7 + TrackerConfig().max_warm_gap + 0.05, np.eye(4)) is None  # too long unseen
+
+
+def test_the_track_shape_is_the_mean_of_its_valid_fits_then_held():
+    tracker = PersonTracker(TrackerConfig(shape_frames=3))
+    for f, beta in enumerate([1.0, 2.0, 3.0, 10.0]):
+        detection = Detection(np.array([0.0, 0.0, 5.0]), _box(0))
+        tracker.begin_frame(f / 10)
+        matches = tracker.associate([detection], f / 10)
+        body = _body([0, 0, 5])
+        body.betas = np.full(10, beta)
+        tracker.update(f / 10, [detection], matches, [body])
+    np.testing.assert_allclose(tracker.tracks[0].shape, np.full(10, 2.0), atol=1e-9)
+    assert tracker.prediction(0, 0.4, np.eye(4)).shape_settled
+
+
+def test_box_iou():
+    assert box_iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == pytest.approx(1.0)
+    assert box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 10, 10])) == pytest.approx(50 / 150)
+    assert box_iou(np.array([0, 0, 10, 10]), np.array([20, 0, 10, 10])) == 0.0
+
+
+def test_acceleration_error_and_identity_switches():
+    truth = {0: np.zeros((2, 3)), 1: np.ones((2, 3)), 2: 2 * np.ones((2, 3)), 4: np.zeros((2, 3))}
+    jitter = {k: v.copy() for k, v in truth.items()}
+    jitter[1] = jitter[1] + np.array([0.0, 0.0, 3.0])  # a 3 mm jump in the middle frame: 2 * 3 = 6 mm/frame^2
+    np.testing.assert_allclose(acceleration_errors(jitter, truth), [6.0], atol=1e-12)
+    assert acceleration_error({"a": truth}, {"a": truth}) == pytest.approx(0.0, abs=1e-12)
+    assert np.isnan(acceleration_error({"a": {0: np.zeros((1, 3))}}, {"a": {0: np.zeros((1, 3))}}))
+    assert identity_switches([{"a": 0, "b": 1}, {"a": 0}, {"a": 1, "b": 1}, {"a": 1, "b": 2}]) == 2

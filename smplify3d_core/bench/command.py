@@ -52,6 +52,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if threads:  # smplify3d's main() sets it too; kept so that the command also works on its own
         torch.set_num_threads(max(1, int(threads)))
     quick = bool(args.quick)
+    if args.sequence or args.moving_robot:
+        return _cmd_sequence_bench(args)
     if args.perception:
         from smplify3d_core.bench.perception import perception_bench_command
         from smplify3d_core.models import resolve_device
@@ -94,6 +96,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sequence_bench(args: argparse.Namespace) -> int:
+    from smplify3d_core.bench.report import clean_json
+    from smplify3d_core.bench.sequence import print_sequence_report, run_sequence_bench
+    from smplify3d_core.body.default_model import default_body_model_dir
+    from smplify3d_core.body.model import SMPLBody
+    from smplify3d_core.fit.config import load_fit_config
+    from smplify3d_core.models import resolve_device
+    from smplify3d_core.sim.sequence import SequenceSettings
+
+    settings = SequenceSettings(persons=args.persons if args.persons is not None else (3 if args.quick else 5),
+                                frames=args.frames if args.frames is not None else (12 if args.quick else 60),
+                                fps=args.fps, preset=args.sensor, seed=args.seed, moving_robot=bool(args.moving_robot))
+    body = SMPLBody.from_path(args.smpl_model_path or default_body_model_dir(), gender=args.gender)
+    report = run_sequence_bench(body, load_fit_config(args.preset or args.sensor), settings,
+                                device=resolve_device(args.device), seed=args.seed, progress=not args.no_progress)
+    print_sequence_report(report)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(clean_json({"sequence": report}), indent=1, allow_nan=False))
+        print(f"wrote {path}")
+    if args.strict:
+        targets = report["targets"]
+        return 0 if all(targets[k] for k in ("speed_met", "pve_met", "accel_met", "id_switches_met")) else 1
+    return 0
+
+
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``bench`` sub-command to the ``smplify3d`` parser."""
     p = subparsers.add_parser(
@@ -113,6 +142,13 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small fast run (2 scenes, 2 persons, 3+2 sweep points)")
     p.add_argument("--perception", action="store_true",
                    help="time the learned front-ends instead (ViTPose-B/L, CLIFF-HR48/Res50, random weights, per person)")
+    p.add_argument("--sequence", action="store_true",
+                   help="fit one simulated sequence cold and tracked instead: speed, PVE/MPJPE/PA-MPJPE, acceleration "
+                        "error, identity switches (default 5 persons, 60 frames at 10 Hz; --persons, --frames, --fps)")
+    p.add_argument("--moving-robot", action="store_true",
+                   help="with --sequence (implies it): the sensor rig drives at 0.5 m/s and turns; tracking in odom")
+    p.add_argument("--frames", type=int, default=None, help="--sequence: frames (default 60; 12 with --quick)")
+    p.add_argument("--fps", type=float, default=10.0, help="--sequence: frame rate, Hz (default 10)")
     p.add_argument("--density", type=_float_list, default=None,
                    help="comma-separated fractions of each person's points to keep (default 1,0.5,0.25,0.1,0.05)")
     p.add_argument("--noise-cm", type=_float_list, default=None,

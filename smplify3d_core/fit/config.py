@@ -68,6 +68,19 @@ class Stage3Config:
 
 
 @dataclass
+class TrackingFitConfig:
+    """The reduced schedule of a warm-started fit (a tracked person starting from its prediction)."""
+
+    icp_residual_m: float = 0.05
+    icp_iterations: int = 30
+    stage2_iterations: int = 30
+    stage3_iterations: int = 5
+    learning_rate: float = 0.015
+    temporal_pose_weight: float = 30.0
+    temporal_transl_weight: float = 300.0
+
+
+@dataclass
 class FitConfig:
     joint_conf_threshold: float = 0.6
     dot_product_threshold: float = -1.0
@@ -81,10 +94,12 @@ class FitConfig:
     stage1: Stage1Config = field(default_factory=Stage1Config)
     stage2: Stage2Config = field(default_factory=Stage2Config)
     stage3: Stage3Config = field(default_factory=Stage3Config)
+    tracking: TrackingFitConfig = field(default_factory=TrackingFitConfig)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "FitConfig":
-        nested = {"icp": IcpConfig, "stage1": Stage1Config, "stage2": Stage2Config, "stage3": Stage3Config}
+        nested = {"icp": IcpConfig, "stage1": Stage1Config, "stage2": Stage2Config, "stage3": Stage3Config,
+                  "tracking": TrackingFitConfig}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

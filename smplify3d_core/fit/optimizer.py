@@ -10,6 +10,14 @@ before which the visibility filter runs and ICP rigidly aligns the visible surfa
 
 A person whose loss turns non-finite keeps its last finite parameters and is flagged
 ``non_finite_loss``; the others go on unaffected.
+
+A *warm* fit (a tracked person whose initial values are its track's prediction) runs the reduced
+schedule of the preset's ``tracking`` section instead: ICP only for persons whose points lie more
+than ``icp_residual_m`` from the predicted surface, no stage 1, fewer stage-2 and stage-3 steps,
+and temporal terms that keep the pose and the translation near the prediction:
+``temporal_pose_weight² · Σ (θ − θ_pred)²`` (rad²) in stage 2 and
+``temporal_transl_weight² · ‖t − t_pred‖²`` (m²) in stage 3. Persons whose track shape is settled
+keep their betas fixed.
 """
 from __future__ import annotations
 
@@ -64,6 +72,25 @@ class FitResult:
     verdict: Optional[VerdictMeasures] = None
 
 
+@dataclass
+class WarmStart:
+    """What a warm fit (a tracked person) is kept near: its track's prediction, batched like the inputs.
+
+    body_pose: (B, 69) rad; transl: (B, 3) m, camera frame; shape_fixed: (B,) bool, persons whose
+    betas are held (their track's shape is settled); shape_prior_scale: (B,) factor on the stage-2
+    shape prior — 1 / (1 + the frames already fused into the track's shape), so that over a track
+    the prior counts once rather than once per frame (sequential MAP of one shape); anchor_pose:
+    (B, 69) rad, or None: what the joints of body parts the image does not show are kept near (the
+    occluded-part deviation term; default the initial pose).
+    """
+
+    body_pose: torch.Tensor
+    transl: torch.Tensor
+    shape_fixed: torch.Tensor
+    shape_prior_scale: torch.Tensor
+    anchor_pose: Optional[torch.Tensor] = None
+
+
 class FitCancelled(Exception):
     """Raised by :meth:`SMPLify3D.fit` between two optimizer steps when its ``should_stop`` says so."""
 
@@ -89,6 +116,10 @@ class SMPLify3D:
     def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
         return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
 
+    def rest_pelvis(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, 3) the rest-pose pelvis (SMPL joint 0) of shapes ``betas`` (B, 10), metres."""
+        return self._root_rest(betas)
+
     def _root_rest(self, betas: torch.Tensor) -> torch.Tensor:
         shaped = self.body.v_template + torch.einsum("bk,vjk->bvj", betas, self.body.shapedirs[:, :, : betas.shape[1]])
         return torch.einsum("v,bvc->bc", self.body.J_regressor[0], shaped)
@@ -107,14 +138,27 @@ class SMPLify3D:
             method=self.config.nearest_neighbours, points_index=points_index,
         )
 
+    def _median_point_distance(self, surface: torch.Tensor, surface_mask: torch.Tensor, inputs: FitInputs) -> torch.Tensor:
+        """(B,) median distance (m) of each person's LiDAR points to its nearest visible surface vertex
+        (surface (B, S, 3)); infinite for a person without points or surface."""
+        distances = torch.cdist(inputs.points, surface)  # (B, M, S)
+        distances = distances.masked_fill(~surface_mask[:, None, :], float("inf")).amin(2)
+        distances = distances.masked_fill(~inputs.points_mask, float("nan"))
+        median = torch.nanmedian(distances, dim=1).values
+        return torch.nan_to_num(median, nan=float("inf"), posinf=float("inf"))
+
     def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor,
-                   flags: list, result_losses: dict, should_stop=None) -> None:
+                   flags: list, result_losses: dict, should_stop=None, learning_rate: Optional[float] = None,
+                   frozen: Optional[dict] = None) -> None:
         """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses.
+        frozen: parameter name -> (B,) bool, persons whose parameter stays as it is.
         Raises FitCancelled before a step when ``should_stop()`` is true."""
         if iterations <= 0 or not trainable:
             return
+        frozen = frozen or {}
         leaves = {k: params[k].detach().clone().requires_grad_(True) for k in trainable}
-        optimizer = torch.optim.Adam(list(leaves.values()), lr=self.config.learning_rate, betas=(0.9, 0.999))
+        optimizer = torch.optim.Adam(list(leaves.values()), lr=learning_rate or self.config.learning_rate,
+                                     betas=(0.9, 0.999))
         last_good = {k: v.detach().clone() for k, v in leaves.items()}
         first_loss = None
         losses = None
@@ -137,12 +181,15 @@ class SMPLify3D:
                 for key, leaf in leaves.items():
                     if leaf.grad is not None:
                         leaf.grad[~active] = 0.0
+                        if key in frozen:
+                            leaf.grad[frozen[key]] = 0.0
                         leaf.grad.nan_to_num_(0.0, 0.0, 0.0)
                         last_good[key][active] = leaf[active].detach()
             optimizer.step()
             with torch.no_grad():
                 for key, leaf in leaves.items():
-                    leaf[~active] = last_good[key][~active]
+                    hold = ~active | frozen[key] if key in frozen else ~active
+                    leaf[hold] = last_good[key][hold]
         with torch.no_grad():
             final = loss_fn({**params, **leaves})
             for key, leaf in leaves.items():
@@ -152,13 +199,16 @@ class SMPLify3D:
         result_losses[name] = (first_loss.cpu(), final.detach().cpu())
 
     # -- main entry ------------------------------------------------------------------------
-    def fit(self, inputs: FitInputs, should_stop=None) -> FitResult:
+    def fit(self, inputs: FitInputs, should_stop=None, warm: Optional[WarmStart] = None) -> FitResult:
         """Run visibility filter, ICP and the three stages on a batch of persons.
 
         should_stop: an optional callable checked before ICP and before every optimizer step; when it
         returns True the fit ends with :class:`FitCancelled` (e.g. the node shutting down mid-fit).
+        warm: the persons are tracked: run the reduced ``tracking`` schedule with its temporal terms
+        towards ``warm``'s prediction (module docstring).
         """
         cfg = self.config
+        schedule = cfg.tracking
         torch.manual_seed(self.seed)
         timings: dict = {}
         stage_losses: dict = {}
@@ -198,9 +248,13 @@ class SMPLify3D:
                 surface_mask = self.surface.mask(out.vertices, visibility.lidar_parts, inputs.sensor_origin,
                                                  cfg.dot_product_threshold)
                 surface_mask &= use_3d[:, None] & active[:, None]
+                if warm is not None:  # a good prediction needs no rigid alignment
+                    residual = self._median_point_distance(out.vertices[:, self.surface.subset], surface_mask, inputs)
+                    surface_mask &= (residual > schedule.icp_residual_m)[:, None]
                 transform = rigid_icp(
                     out.vertices[:, self.surface.subset], surface_mask, inputs.points, inputs.points_mask,
-                    iterations=cfg.icp.iterations, with_rotation=not cfg.icp.keep_rotation,
+                    iterations=schedule.icp_iterations if warm is not None else cfg.icp.iterations,
+                    with_rotation=not cfg.icp.keep_rotation,
                     max_distance=cfg.icp.max_distance_m,
                 )
                 new_orient, new_transl = apply_rigid_to_smpl(
@@ -213,6 +267,12 @@ class SMPLify3D:
         timings["icp"] = time.perf_counter() - start
 
         init_body_pose = params["body_pose"].clone()
+        shape_scale = 1.0
+        if warm is not None:
+            predicted_pose, predicted_transl = warm.body_pose.to(self.device), warm.transl.to(self.device)
+            shape_scale = warm.shape_prior_scale.to(self.device, inputs.init_betas.dtype)
+            if warm.anchor_pose is not None:
+                init_body_pose = warm.anchor_pose.to(self.device, inputs.init_body_pose.dtype)
         lidar_parts = visibility.lidar_parts
         points_index = self._points_index(inputs, use_3d) if cfg.use_lidar else None
 
@@ -228,19 +288,24 @@ class SMPLify3D:
             loss = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K, s2.sigma_px, True)
             loss = loss + s2.pose_weight ** 2 * self.pose_prior(p["body_pose"])
             loss = loss + s2.angle_weight ** 2 * angle_prior(p["body_pose"])
-            loss = loss + s2.shape_weight ** 2 * shape_prior(p["betas"])
+            loss = loss + s2.shape_weight ** 2 * shape_scale * shape_prior(p["betas"])
             loss = loss + s2.deviation_weight ** 2 * occluded_part_deviation(p["body_pose"], init_body_pose, deviation_weights)
             if cfg.use_lidar:
                 loss = loss + s2.pointcloud_weight ** 2 * self._chamfer(out.vertices, inputs, lidar_parts, use_3d, points_index)
+            if warm is not None:
+                loss = loss + schedule.temporal_pose_weight ** 2 * ((p["body_pose"] - predicted_pose) ** 2).sum(1)
             return loss
 
+        learning_rate = schedule.learning_rate if warm is not None else cfg.learning_rate
+        frozen = {"betas": warm.shape_fixed.to(self.device)} if warm is not None else {}
         start = time.perf_counter()
-        self._run_stage("stage1", params, ("betas",), cfg.stage1.iterations, stage1_loss, active, flags, stage_losses,
-                        should_stop)
+        self._run_stage("stage1", params, ("betas",), 0 if warm is not None else cfg.stage1.iterations, stage1_loss,
+                        active, flags, stage_losses, should_stop)
         timings["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
-        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), cfg.stage2.iterations, stage2_loss,
-                        active, flags, stage_losses, should_stop)
+        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"),
+                        schedule.stage2_iterations if warm is not None else cfg.stage2.iterations, stage2_loss,
+                        active, flags, stage_losses, should_stop, learning_rate, frozen)
         timings["stage2"] = time.perf_counter() - start
 
         # stage 3 moves the mesh rigidly: pose it once and only add the translation change
@@ -262,10 +327,12 @@ class SMPLify3D:
                                                               cfg.dot_product_threshold)
                 chamfer = self._chamfer(vertices, inputs, lidar_parts, use_3d, points_index, surface_cache["mask"])
                 loss = loss + cfg.stage3.pointcloud_weight ** 2 * chamfer
+            if warm is not None:
+                loss = loss + schedule.temporal_transl_weight ** 2 * ((p["transl"] - predicted_transl) ** 2).sum(1)
             return loss
 
-        self._run_stage("stage3", params, ("transl",), cfg.stage3.iterations, stage3_loss, active, flags, stage_losses,
-                        should_stop)
+        self._run_stage("stage3", params, ("transl",), schedule.stage3_iterations if warm is not None else cfg.stage3.iterations,
+                        stage3_loss, active, flags, stage_losses, should_stop, learning_rate)
         timings["stage3"] = time.perf_counter() - start
 
         with torch.no_grad():

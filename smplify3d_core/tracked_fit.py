@@ -1,0 +1,221 @@
+"""Fitting the persons of one frame with what the tracks know: warm starts, cold fits, restarts.
+
+:func:`fit_tracked_frame` is the fit step of every entry point (the node, ``smplify3d-bag
+process``, the sequence benchmark and evaluation), so a stream gives the same bodies wherever it
+is processed:
+
+1. each person becomes a :class:`~smplify3d_core.tracking.Detection` (median of its LiDAR points
+   in the tracking frame, its box) and is associated with the tracks;
+2. a person whose track has a recent valid fit starts from the track's prediction and runs the
+   preset's reduced ``tracking`` schedule (*warm*); every other person — new tracks, tracks whose
+   last valid fit is older than ``tracker.max_warm_gap``, or all persons when
+   ``tracker.warm_start`` is off — starts from its image-only estimate (CLIFF runs only for
+   these) and runs the full schedule (*cold*);
+3. the verdict judges every body; a warm fit that fails it is fitted again cold in the same frame
+   (``track_restarted``) and its track's pose and shape are forgotten;
+4. the fitted bodies go back to the tracker (motion filter, pose, fused shape).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from smplify3d_core.fit.batches import scatter_persons, select_persons
+from smplify3d_core.fit.inputs import FitInputs
+from smplify3d_core.fit.optimizer import FitResult, SMPLify3D, WarmStart
+from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
+from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, TrackPrediction
+from smplify3d_core.types import FrameObservation, PersonObservation, SMPLParams
+
+RESTART_FLAG = "track_restarted"
+
+
+@dataclass
+class PersonTrack:
+    """The track behind one fitted person.
+
+    track_id: stable over frames; age_s: seconds since the track was born (0 in its first frame);
+    warm_started: the published fit started from the track's prediction; restarted: a warm fit
+    failed the verdict and the person was fitted again cold.
+    """
+
+    track_id: int
+    age_s: float
+    warm_started: bool
+    restarted: bool = False
+
+
+@dataclass
+class TrackedFit:
+    """What :func:`fit_tracked_frame` returns: the fitted persons (``frame.persons`` in the result's
+    order, with the initial values the fits started from), the batched inputs, the judged
+    :class:`FitResult`, one :class:`PersonTrack` per person, and the persons that could not be
+    fitted ((tracking id, reason))."""
+
+    frame: FrameObservation
+    inputs: Optional[FitInputs]
+    result: Optional[FitResult]
+    tracks: List[PersonTrack]
+    dropped: List[Tuple[str, str]]
+
+
+def _transform(T: np.ndarray, point: np.ndarray) -> np.ndarray:
+    return T[:3, :3] @ point + T[:3, 3]
+
+
+def detection_of(person: PersonObservation, T_track_cam: np.ndarray, min_points: int) -> Detection:
+    """The tracker's view of ``person``: the median of its LiDAR points in the tracking frame (None
+    with fewer than ``min_points`` points) and its box."""
+    points = np.asarray(person.points, dtype=np.float64).reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    position = _transform(T_track_cam, np.median(points, axis=0)) if len(points) >= min_points else None
+    return Detection(position, np.asarray(person.bbox_xywh, dtype=np.float64))
+
+
+def warm_start_params(fitter: SMPLify3D, prediction: TrackPrediction) -> SMPLParams:
+    """The SMPL parameters a warm fit starts from: the prediction, with ``transl`` placing the shape's
+    rest pelvis at the predicted pelvis (SMPL rotates about the rest pelvis, so the pelvis is
+    ``J_0(betas) + transl`` whatever the pose)."""
+    with torch.no_grad():
+        betas = torch.as_tensor(prediction.betas[None], dtype=fitter.body.v_template.dtype, device=fitter.device)
+        rest_pelvis = fitter.rest_pelvis(betas)[0].double().cpu().numpy()
+    return SMPLParams(prediction.global_orient, prediction.body_pose, prediction.betas, prediction.pelvis - rest_pelvis)
+
+
+def judge_fit(fitter: SMPLify3D, inputs: FitInputs, result: FitResult, verdict: VerdictConfig) -> None:
+    """Apply the verdict to ``result`` in place (the fitted shapes' rest meshes give the height check)."""
+    start = time.perf_counter()
+    with torch.no_grad():
+        rest = fitter.body(betas=result.betas.to(fitter.device, fitter.body.v_template.dtype)).vertices
+    apply_verdict(result, inputs, rest, verdict)
+    result.stage_seconds["verdict"] = result.stage_seconds.get("verdict", 0.0) + time.perf_counter() - start
+
+
+def _fit_group(fitter, inputs, indices, verdict, should_stop, warm: Optional[WarmStart] = None) -> FitResult:
+    group = select_persons(inputs, indices)
+    result = fitter.fit(group, should_stop=should_stop, warm=warm)
+    judge_fit(fitter, group, result, verdict)
+    return result
+
+
+def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: PersonTracker, config, stamp: float,
+                      T_track_cam: Optional[np.ndarray] = None,
+                      complete_inits: Optional[Callable[[List[PersonObservation]], List[Tuple[str, str]]]] = None,
+                      should_stop=None) -> TrackedFit:
+    """Fit and track the persons of ``frame`` (see the module docstring).
+
+    config: the :class:`~smplify3d_core.pipeline_config.PipelineConfig` (``tracker``, ``verdict``);
+    stamp: the frame's time, s; T_track_cam: (4, 4) camera -> tracking frame at ``stamp`` (None: the
+    camera frame is the tracking frame); complete_inits: gives persons without an initial estimate
+    one, in place (CLIFF), and returns (person, reason) for those it could not; it is called only for
+    persons fitted cold. should_stop: see :meth:`SMPLify3D.fit`.
+    """
+    T_track_cam = np.eye(4) if T_track_cam is None else np.asarray(T_track_cam, dtype=np.float64)
+    T_cam_track = np.linalg.inv(T_track_cam)
+    persons = list(frame.persons)
+    detections = [detection_of(p, T_track_cam, fitter.config.min_lidar_points) for p in persons]
+    tracker.begin_frame(stamp)
+    matches = tracker.associate(detections, stamp)
+    predictions = [tracker.prediction(m, stamp, T_cam_track) if m is not None and config.tracker.warm_start else None
+                   for m in matches]
+
+    dropped: List[Tuple[str, str]] = []
+    cold_need_init = [p for p, pred in zip(persons, predictions) if pred is None and p.init is None]
+    if cold_need_init:
+        if complete_inits is None:
+            dropped += [(p.tracking_id, "no initial estimate (set cliff_checkpoint, or give one in the observations)")
+                        for p in cold_need_init]
+        else:
+            dropped += complete_inits(cold_need_init)
+    fit_index = [i for i, (p, pred) in enumerate(zip(persons, predictions)) if pred is not None or p.init is not None]
+    fit_persons, targets, anchors = [], {}, {}
+    for k, i in enumerate(fit_index):
+        person = persons[i]
+        if predictions[i] is not None:
+            targets[k] = warm_start_params(fitter, predictions[i])
+            anchors[k] = person.init.body_pose if person.init is not None and config.tracker.anchor_to_observation \
+                else targets[k].body_pose
+            own = person.init
+            person = copy.copy(person)
+            person.init = targets[k]
+            if own is not None and config.tracker.warm_pose == "observation":
+                person.init = copy.copy(targets[k])
+                person.init.body_pose = own.body_pose
+        fit_persons.append(person)
+    fitted_frame = copy.copy(frame)
+    fitted_frame.persons = fit_persons
+    if not fit_persons:
+        tracker.update(stamp, detections, matches, [None] * len(persons))
+        return TrackedFit(fitted_frame, None, None, [], dropped)
+
+    inputs = FitInputs.from_observations(fit_persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
+                                         dtype=fitter.body.v_template.dtype)
+    warm = [k for k, i in enumerate(fit_index) if predictions[i] is not None]
+    cold = [k for k, i in enumerate(fit_index) if predictions[i] is None]
+    parts = []
+    if cold:
+        parts.append((cold, _fit_group(fitter, inputs, cold, config.verdict, should_stop)))
+    restarted: List[int] = []
+    if warm:
+        dtype = fitter.body.v_template.dtype
+        start = WarmStart(
+            body_pose=torch.as_tensor(np.stack([targets[k].body_pose for k in warm]), dtype=dtype),
+            transl=torch.as_tensor(np.stack([targets[k].transl for k in warm]), dtype=dtype),
+            shape_fixed=torch.tensor([predictions[fit_index[k]].shape_settled for k in warm], dtype=torch.bool),
+            shape_prior_scale=torch.tensor([1.0 / (1 + predictions[fit_index[k]].shape_frames) for k in warm]),
+            anchor_pose=torch.as_tensor(np.stack([anchors[k] for k in warm]), dtype=dtype))
+        result = _fit_group(fitter, inputs, warm, config.verdict, should_stop, start)
+        failed = [j for j, k in enumerate(warm) if not bool(result.valid[j])] if config.tracker.restart_on_invalid else []
+        if failed:
+            restarted = [warm[j] for j in failed]
+            kept = [j for j in range(len(warm)) if j not in failed]
+            again = _restart_cold(fitter, frame, persons, fit_index, restarted, config, complete_inits, should_stop)
+            if again is not None:
+                parts.append((restarted, again))
+                if kept:
+                    parts.append(([warm[j] for j in kept], select_persons(result, kept)))
+            else:
+                restarted = []
+                parts.append((warm, result))
+        else:
+            parts.append((warm, result))
+    merged = scatter_persons(parts, len(fit_persons))
+    for k in restarted:
+        merged.flags[k].append(RESTART_FLAG)
+        tracker.restart(matches[fit_index[k]])
+
+    bodies: List[Optional[FittedBody]] = [None] * len(persons)
+    for k, i in enumerate(fit_index):
+        if not bool(merged.fitted[k]):
+            continue
+        pelvis = merged.joints[k, 0].double().numpy()
+        root = Rotation.from_rotvec(merged.global_orient[k].double().numpy()).as_matrix()
+        bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=_transform(T_track_cam, pelvis),
+                               root_rotation=T_track_cam[:3, :3] @ root, body_pose=merged.body_pose[k].double().numpy(),
+                               betas=merged.betas[k].double().numpy())
+    ids = tracker.update(stamp, detections, matches, bodies)
+    tracks = []
+    for k, i in enumerate(fit_index):
+        track = tracker.tracks.get(ids[i])
+        tracks.append(PersonTrack(ids[i], track.age(stamp) if track is not None else 0.0,
+                                  warm_started=k in warm and k not in restarted, restarted=k in restarted))
+    return TrackedFit(fitted_frame, inputs, merged, tracks, dropped)
+
+
+def _restart_cold(fitter, frame, persons, fit_index, restarted, config, complete_inits, should_stop) -> Optional[FitResult]:
+    """Cold fits of the persons ``restarted`` (indices into the fitted persons) from their own initial
+    estimates (CLIFF when they have none); None when one of them cannot get an initial estimate."""
+    originals = [copy.copy(persons[fit_index[k]]) for k in restarted]
+    missing = [p for p in originals if p.init is None]
+    if missing:
+        if complete_inits is None or complete_inits(missing):
+            return None
+    inputs = FitInputs.from_observations(originals, frame.camera, frame.T_cam_lidar, device=fitter.device,
+                                         dtype=fitter.body.v_template.dtype)
+    return _fit_group(fitter, inputs, list(range(len(originals))), config.verdict, should_stop)
