@@ -34,7 +34,13 @@ Shutdown: SIGTERM or SIGINT at any time ends the process with exit code 0: durin
 model loading is abandoned, during a fit the optimizer stops before its next step.
 
 Frames: the ``camera_frame`` / ``lidar_frame`` parameters, when set, override the messages'
-``header.frame_id`` for the TF lookup and the outputs' frame. The per-frame work is
+``header.frame_id`` for the TF lookups and the outputs' frame. ``tracking_frame`` (e.g. ``odom``):
+the tracker follows the people in that fixed frame, camera -> tracking frame being looked up on TF
+at each image's stamp (empty: the camera frame, where the robot's own motion looks like the
+people's). ``target_frame``: ~/smpl and ~/markers are published in that frame (bodies moved
+rigidly, :func:`smplify3d_core.fit.frames.transform_fit_result`; ~/overlay stays on the image).
+Without a transform for either, the frame is skipped with a reason naming the frames. These
+lookups use the extrinsics' TF listener, or one of their own when the extrinsics are static. The per-frame work is
 :class:`smplify3d_core.pipeline.FrameProcessor`'s; this node only converts messages, synchronizes,
 looks up TF and publishes.
 """
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
 
+import dataclasses
 import os
 import re
 import signal
@@ -51,7 +58,9 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
+
+import numpy as np
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -125,6 +134,8 @@ class SMPLify3DNode(LifecycleNode):
         self.processor: Optional[FrameProcessor] = None
         self.fitter = None
         self.extrinsics: Optional[ExtrinsicsSource] = None
+        #: TF lookups camera -> tracking_frame / target_frame (the extrinsics' own source in tf mode); None unset
+        self.frames_tf: Optional[ExtrinsicsSource] = None
         self._sync = None
         self._inputs: list = []  # subscriptions besides the synchronizer's
         self.smpl_pub = self.marker_pub = self.overlay_pub = None
@@ -140,8 +151,12 @@ class SMPLify3DNode(LifecycleNode):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._busy = False
+        #: tracker counters: track_births / track_deaths (tracks begun / ended), warm_fits / cold_fits (published
+        #: bodies fitted from their track's prediction / from scratch, restarts included), restarts (warm fits
+        #: that failed the verdict and were fitted again cold)
         self.counters = {"synchronized": 0, "processed": 0, "dropped_busy": 0, "skipped": 0, "time_jumps": 0,
-                         "valid_bodies": 0, "invalid_bodies": 0}
+                         "valid_bodies": 0, "invalid_bodies": 0, "track_births": 0, "track_deaths": 0,
+                         "warm_fits": 0, "cold_fits": 0, "restarts": 0}
         #: skip reason key -> frames skipped for it (at most MAX_SKIP_REASONS keys + "other")
         self.skip_reasons: Dict[str, int] = {}
         #: "<reason> (<topic>)" -> messages the synchronizer dropped for it
@@ -186,13 +201,20 @@ class SMPLify3DNode(LifecycleNode):
                                    "a ROS 2 distro); use auto or builtin")
             self._load_models(self.settings)
             self.extrinsics = self._given_extrinsics or self._make_extrinsics(self.settings)
+            self.frames_tf = self._make_frames_tf(self.settings)
         except StartupError as error:
             self._transition_error = str(error)
             if not self.settings.autostart:  # with autostart, main() reports it once ("cannot start: ...")
                 self.get_logger().error(f"configure failed: {error}")
             self.processor = self.fitter = None
+            self._release_tf()
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(self.extrinsics.describe())
+        via = "the extrinsics' TF listener" if self.frames_tf is self.extrinsics else "a TF listener of its own"
+        for name in ("tracking_frame", "target_frame"):
+            if getattr(self.settings, name):
+                self.get_logger().info(f"{name} {getattr(self.settings, name)}: camera -> it from TF at each "
+                                       f"image's stamp ({via})")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
@@ -223,10 +245,8 @@ class SMPLify3DNode(LifecycleNode):
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        """Release the models and the TF listener."""
-        if self.extrinsics is not None and self.extrinsics is not self._given_extrinsics:
-            self.extrinsics.close()
-        self.extrinsics = None
+        """Release the models and the TF listeners."""
+        self._release_tf()
         self.processor = self.fitter = None
         self._camera = None
         return TransitionCallbackReturn.SUCCESS
@@ -268,7 +288,26 @@ class SMPLify3DNode(LifecycleNode):
         self.marker_pub = self.create_publisher(MarkerArray, "~/markers", 10)
         self.overlay_pub = self.create_publisher(Image, "~/overlay", 2) if p.publish_overlay else None
 
+    def _release_tf(self) -> None:
+        """Close the TF listeners this node made (not an injected source) and forget both sources."""
+        for source in {id(s): s for s in (self.frames_tf, self.extrinsics) if s is not None}.values():
+            if source is not self._given_extrinsics:
+                source.close()
+        self.extrinsics = self.frames_tf = None
+
     # -- start-up ------------------------------------------------------------------------------
+    def _make_frames_tf(self, p) -> Optional[ExtrinsicsSource]:
+        """The TF source of the tracking_frame / target_frame lookups: None when neither is set, the
+        extrinsics' source when it uses TF, else a TF-mode source of its own (static extrinsics have no listener)."""
+        if not (p.tracking_frame or p.target_frame):
+            return None
+        if self.extrinsics is not None and self.extrinsics.mode == "tf":
+            return self.extrinsics
+        try:
+            return ExtrinsicsSource(self, timeout_s=p.tf_timeout, tf_backend=p.tf_backend)
+        except Exception as error:
+            raise StartupError(f"tracking_frame / target_frame need TF: {error}") from error
+
     def _make_extrinsics(self, p) -> ExtrinsicsSource:
         """static: the T_cam_lidar parameter; tf: tf2_ros, else the built-in TF listener (never a guessed matrix)."""
         static = list(p.T_cam_lidar) if p.extrinsics_source == "static" else None
@@ -405,13 +444,15 @@ class SMPLify3DNode(LifecycleNode):
 
     def _process(self, frame: PendingFrame) -> Optional[str]:
         """Fit one frame and publish; returns why it was skipped, or None."""
-        outcome = self._outcome(frame)
+        outcome, T_target_cam = self._outcome(frame)
         if outcome.status is FrameStatus.SKIPPED:
             return outcome.reason
         self._note_thinning(outcome)
         self._last_stage_seconds = outcome.stage_seconds
         self._count_bodies(outcome)
-        self._publish(outcome, Header(stamp=frame.image_msg.header.stamp, frame_id=self._output_frame(frame)))
+        self._count_tracks(outcome)
+        camera_header = Header(stamp=frame.image_msg.header.stamp, frame_id=self._output_frame(frame))
+        self._publish(outcome, camera_header, T_target_cam)
         stamp = stamp_to_seconds(frame.image_msg.header.stamp)
         self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
         return None
@@ -420,31 +461,51 @@ class SMPLify3DNode(LifecycleNode):
         """The camera optical frame of the frame's bodies: the camera_frame parameter, else the image's frame_id."""
         return self.settings.camera_frame or frame.image_msg.header.frame_id
 
-    def _outcome(self, frame: PendingFrame) -> FrameOutcome:
-        """Messages -> SensorFrame -> the processor's outcome (skipped when a message is unusable)."""
+    def _frame_transform(self, name: str, camera_frame: str, stamp) -> Tuple[Optional[np.ndarray], str]:
+        """(T_<frame>_camera (4, 4) at ``stamp``, "") for the ``name`` parameter's frame (tracking_frame or
+        target_frame); (None, "") when it is unset or is the camera frame; (None, reason) without a transform."""
+        frame = getattr(self.settings, name)
+        if not frame or frame == camera_frame:
+            return None, ""
+        T, why = self.frames_tf.get(stamp, camera_frame=frame, lidar_frame=camera_frame)
+        return (T, "") if T is not None else (None, f"{name} {frame}: {why}")
+
+    def _outcome(self, frame: PendingFrame) -> Tuple[FrameOutcome, Optional[np.ndarray]]:
+        """Messages -> SensorFrame -> the processor's outcome (skipped when a message is unusable), and
+        T_target_camera (4, 4) at the image's stamp (None: the outputs stay in the camera frame)."""
+        outcome, T_target_cam = self._fitted_outcome(frame)
+        return outcome, (T_target_cam if outcome.status is not FrameStatus.SKIPPED else None)
+
+    def _fitted_outcome(self, frame: PendingFrame) -> Tuple[FrameOutcome, Optional[np.ndarray]]:
         image_msg, cloud_msg = frame.image_msg, frame.cloud_msg
         camera = self._camera
         if camera is None:
-            return FrameOutcome.skipped(self._camera_error or "no valid camera_info received yet")
+            return FrameOutcome.skipped(self._camera_error or "no valid camera_info received yet"), None
         camera, info_frame = camera
         camera_frame = self._output_frame(frame)
         if not camera_frame:
             return FrameOutcome.skipped("the image has no header.frame_id and the camera_frame parameter is empty: "
-                                        "the bodies would have no frame")
+                                        "the bodies would have no frame"), None
         image_frame = image_msg.header.frame_id
         if info_frame and image_frame and info_frame != image_frame:
             return FrameOutcome.skipped(f"camera_info is for frame '{info_frame}' but the image is in '{image_frame}' "
-                                        "(camera_info_topic of another camera?)")
+                                        "(camera_info_topic of another camera?)"), None
         lidar_frame = self.settings.lidar_frame or cloud_msg.header.frame_id
         if self.extrinsics.mode != "static" and not lidar_frame:
             return FrameOutcome.skipped("the cloud has no header.frame_id and the lidar_frame parameter is empty: "
-                                        "no TF lookup is possible")
+                                        "no TF lookup is possible"), None
         T, why = self.extrinsics.get(cloud_msg.header.stamp, camera_frame, lidar_frame)
         if T is None:
-            return FrameOutcome.skipped(why)
+            return FrameOutcome.skipped(why), None
+        transforms = {}
+        for name in ("tracking_frame", "target_frame"):
+            transforms[name], why = self._frame_transform(name, camera_frame, image_msg.header.stamp)
+            if why:
+                return FrameOutcome.skipped(why), None
         candidates = self._observations_for(image_msg) if self.settings.observations_topic else None
-        return process_messages(self.processor, image_msg, cloud_msg, camera, T, candidates, self.settings.sync_slop,
-                                should_stop=self._stop.is_set)
+        outcome = process_messages(self.processor, image_msg, cloud_msg, camera, T, candidates, self.settings.sync_slop,
+                                   should_stop=self._stop.is_set, T_track_cam=transforms["tracking_frame"])
+        return outcome, transforms["target_frame"]
 
     def _count_bodies(self, outcome: FrameOutcome) -> None:
         if outcome.fit is None:
@@ -459,6 +520,16 @@ class SMPLify3DNode(LifecycleNode):
                 for flag in result.flags[b] or ["unflagged"]:
                     if flag in self.invalid_flags or len(self.invalid_flags) < MAX_SKIP_REASONS:
                         self.invalid_flags[flag] = self.invalid_flags.get(flag, 0) + 1
+
+    def _count_tracks(self, outcome: FrameOutcome) -> None:
+        """Add the frame's track births and deaths and its warm, cold and restarted fits to the counters."""
+        tracker = self.processor.tracker
+        with self._lock:
+            self.counters["track_births"] += len(tracker.births)
+            self.counters["track_deaths"] += len(tracker.deaths)
+            for track in outcome.tracks:
+                self.counters["warm_fits" if track.warm_started else "cold_fits"] += 1
+                self.counters["restarts"] += int(track.restarted)
 
     def _note_thinning(self, outcome: FrameOutcome) -> None:
         valid, used = outcome.cloud_points
@@ -483,20 +554,41 @@ class SMPLify3DNode(LifecycleNode):
                 self._observations_arrived.wait(timeout=left)
 
     # -- output --------------------------------------------------------------------------------
-    def _publish(self, outcome: FrameOutcome, header) -> None:
+    def _in_target_frame(self, outcome: FrameOutcome, T_target_cam: Optional[np.ndarray]) -> FrameOutcome:
+        """``outcome`` with its bodies moved by T_target_cam (4, 4, camera -> target_frame); itself when None."""
+        if T_target_cam is None or outcome.fit is None:
+            return outcome
+        import torch
+
+        from smplify3d_core.fit.frames import transform_fit_result
+
+        result = outcome.fit.result
+        with torch.no_grad():
+            betas = result.betas.to(self.fitter.device, self.fitter.body.v_template.dtype)
+            rest_pelvis = self.fitter.rest_pelvis(betas).cpu()
+        fit = dataclasses.replace(outcome.fit, result=transform_fit_result(result, T_target_cam, rest_pelvis))
+        return dataclasses.replace(outcome, fit=fit)
+
+    def _publish(self, outcome: FrameOutcome, camera_header, T_target_cam: Optional[np.ndarray] = None) -> None:
+        """~/smpl and ~/markers in target_frame (``camera_header``'s frame when ``T_target_cam`` is None),
+        ~/overlay on the image (``camera_header``)."""
         from smplify3d_ros.smpl_messages import smpl_array_from_outcome
 
-        fit = outcome.fit
-        self.smpl_pub.publish(smpl_array_from_outcome(outcome, header, include_vertices=self.settings.publish_vertices))
+        header = camera_header
+        if T_target_cam is not None:
+            header = Header(stamp=camera_header.stamp, frame_id=self.settings.target_frame)
+        published = self._in_target_frame(outcome, T_target_cam)
+        self.smpl_pub.publish(smpl_array_from_outcome(published, header, include_vertices=self.settings.publish_vertices))
         if self.settings.publish_markers:
             markers, self._marker_ids = markers_for_fit(
-                None if fit is None else fit.result, self.fitter.body.faces, outcome.track_ids, header,
-                self._marker_ids, invalid=self.settings.invalid_markers)
+                None if published.fit is None else published.fit.result, self.fitter.body.faces, outcome.track_ids,
+                header, self._marker_ids, invalid=self.settings.invalid_markers)
             self.marker_pub.publish(markers)
+        fit = outcome.fit
         if self.overlay_pub is not None and fit is not None:
             from smplify3d_core.outputs import draw_overlay
 
-            overlay = array_to_image(draw_overlay(fit, self.fitter.body.faces), "rgb8", header=header)
+            overlay = array_to_image(draw_overlay(fit, self.fitter.body.faces), "rgb8", header=camera_header)
             self.overlay_pub.publish(overlay)
 
     def diagnostic_values(self) -> dict:
@@ -510,6 +602,7 @@ class SMPLify3DNode(LifecycleNode):
         values = {**{k: str(v) for k, v in counters.items()},
                   **{f"seconds_{k}": f"{v:.4f}" for k, v in self._last_stage_seconds.items()},
                   "busy": str(busy).lower(),
+                  "tracks_alive": str(len(self.processor.tracker.tracks) if self.processor is not None else 0),
                   "lifecycle_state": self._lifecycle_label()}
         if self._sync is not None:
             values.update({"sync_backend": self._sync.backend,

@@ -49,10 +49,18 @@ class NodeConfig:
     observation_wait: float = setting(1.0, "observations mode: how long the worker waits for the image's "
                                            "ObservationArray when the frame came first, seconds", min=0, max=30)
     reliable_inputs: bool = setting(False, "false: sensor-data QoS (best effort); true: reliable, for large raw images")
-    camera_frame: str = setting("", "camera optical frame of the TF lookup and of the outputs; set: it overrides the "
-                                    "image's header.frame_id, empty: that frame_id is used")
+    camera_frame: str = setting("", "camera optical frame of the TF lookups and of the outputs (unless "
+                                    "target_frame); set: it overrides the image's header.frame_id, empty: that "
+                                    "frame_id is used")
     lidar_frame: str = setting("", "LiDAR frame of the TF lookup; set: it overrides the cloud's header.frame_id, "
                                    "empty: that frame_id is used")
+    tracking_frame: str = setting("", "fixed frame the tracker follows the people in (e.g. odom): camera -> it is looked "
+                                      "up on TF at each image's stamp (no transform: the frame is skipped); empty: "
+                                      "the camera frame, so the robot's own motion looks like the people's motion to "
+                                      "the tracker")
+    target_frame: str = setting("", "frame of the published bodies (~/smpl, ~/markers; e.g. odom, base_link): "
+                                    "camera -> it is looked up on TF at each image's stamp (no transform: the frame "
+                                    "is skipped); empty: the camera optical frame. ~/overlay stays in the image")
     extrinsics_source: str = setting("tf", "camera <- LiDAR transform from tf (/tf, /tf_static: tf2_ros, else the "
                                            "built-in listener) or static (T_cam_lidar)", choices=("tf", "static"))
     tf_backend: str = setting("auto", "TF client in tf mode: auto (tf2_ros when installed, else builtin), tf2_ros, or "

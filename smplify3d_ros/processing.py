@@ -36,11 +36,12 @@ def matching_observations(messages: Sequence, image_stamp, slop_s: float):
 
 
 def sensor_frame_from_messages(image_msg, cloud_msg, camera: PinholeCamera, T_cam_lidar: np.ndarray,
-                               observations_msg=None) -> SensorFrame:
+                               observations_msg=None, T_track_cam: Optional[np.ndarray] = None) -> SensorFrame:
     """The frame as arrays; raises ConversionError (a ValueError) naming what is wrong with a message.
 
     observations_msg: the frame's ObservationArray (its persons become the frame's observations),
-    or None to let the front-ends find the persons.
+    or None to let the front-ends find the persons. T_track_cam: (4, 4) camera -> tracking frame at
+    the image's stamp, or None (the camera frame is the tracking frame).
     """
     from smplify3d_ros.smpl_messages import observations_from_message
 
@@ -52,11 +53,13 @@ def sensor_frame_from_messages(image_msg, cloud_msg, camera: PinholeCamera, T_ca
         T_cam_lidar=T_cam_lidar,
         stamp=stamp_to_seconds(image_msg.header.stamp),
         observations=observations,
+        T_track_cam=None if T_track_cam is None else np.asarray(T_track_cam, dtype=np.float64),
     )
 
 
 def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_cam_lidar: np.ndarray,
-                     observation_candidates: Optional[Sequence], slop_s: float, should_stop=None):
+                     observation_candidates: Optional[Sequence], slop_s: float, should_stop=None,
+                     T_track_cam: Optional[np.ndarray] = None):
     """The :class:`~smplify3d_core.pipeline.FrameOutcome` of one synchronized pair of messages.
 
     processor: the stream's FrameProcessor; observation_candidates: None when the persons come from
@@ -64,6 +67,7 @@ def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_c
     image is used; none: the frame is skipped). A message that cannot be decoded skips the frame
     with the decoder's reason. The node and ``smplify3d-bag process`` both call this. should_stop:
     passed to :meth:`~smplify3d_core.pipeline.FrameProcessor.process` (cancels a fit at shutdown).
+    T_track_cam: (4, 4) camera -> tracking frame at the image's stamp (None: the camera frame).
     """
     from smplify3d_core.pipeline import FrameOutcome
 
@@ -73,7 +77,7 @@ def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_c
         if observations_msg is None:
             return FrameOutcome.skipped(NO_OBSERVATIONS)
     try:
-        frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T_cam_lidar, observations_msg)
+        frame = sensor_frame_from_messages(image_msg, cloud_msg, camera, T_cam_lidar, observations_msg, T_track_cam)
     except ConversionError as error:
         return FrameOutcome.skipped(str(error))
     return processor.process(frame, should_stop=should_stop)

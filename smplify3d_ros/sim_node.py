@@ -12,7 +12,8 @@ With ``sequence: true`` it publishes a simulated sequence instead
 (:class:`~smplify3d_core.sim.sequence.SequencePlan`: the same people moving smoothly, stable
 tracking ids ``p0``, ``p1``, ... in the observations and the ground truth): the k-th timer tick
 publishes plan frame k (plan time k / ``rate``; header stamps = the node clock when published), for
-ever, and ``odom_frame -> camera_frame`` (the frame's T_odom_cam, same stamp) on /tf. With
+ever, and ``odom_frame -> camera_frame`` (the frame's T_odom_cam, same stamp) on /tf (unless
+``publish_tf`` is false: then neither /tf nor /tf_static is published). With
 ``moving_robot: true`` the rig drives (0.5 m/s, back and forth along a gentle arc). Rendering a
 frame takes about 1–2.5 s on one CPU core (humanm3 sensor preset, 5 persons), so the ticks run late
 when ``rate`` asks for more; the plan time still advances by 1 / ``rate`` per published frame.
@@ -95,11 +96,13 @@ class SimulatedSensorNode(Node):
         self.T_cam_lidar = get_preset(p["sensor"]).T_cam_lidar
         self.plan = None
         self.scenes = []
+        self._tf_broadcaster = None
         if p["sequence"]:
             self.plan = SequencePlan(SequenceSettings(persons=int(p["persons"]), frames=0, fps=float(p["rate"]),
                                                       preset=p["sensor"], seed=int(p["seed"]),
                                                       moving_robot=bool(p["moving_robot"])), body)
-            self._tf_broadcaster = self._make_tf_broadcaster()
+            if p["publish_tf"]:
+                self._tf_broadcaster = self._make_tf_broadcaster()
         else:
             self.scenes = [simulate_scene(body, persons=int(p["persons"]), preset=p["sensor"], seed=int(p["seed"]) + i)
                            for i in range(int(p["scenes"]))]
