@@ -6,8 +6,18 @@ ROS_DOMAIN_ID with loopback-only discovery, listens to the node's ``~/smpl`` and
 ``/diagnostics`` and to the simulator's ``~/ground_truth`` for ``--seconds`` after the first result,
 and prints one line per fitted frame (stamp, persons, latency = receive time - image stamp, the
 node's total fit time, PVE and pelvis error against the true bodies) and a summary (frames
-processed, dropped while busy and skipped, from /diagnostics; mean PVE after aligning the
-pelvises; mean absolute pelvis error). Everything received is written to an MCAP rosbag2
+processed, dropped while busy and skipped, from /diagnostics; the output rate in SMPLArrays per
+second; latency percentiles p50 / p90 / max; mean PVE after aligning the pelvises; mean absolute
+pelvis error; the tracker's counts and the identity switches).
+
+With ``--sequence`` the simulator plays a sequence (the same people moving, stable true ids: true
+person ``p<k>`` has track id ``k`` in ~/ground_truth) and ``--moving-robot`` drives the rig, with
+the node tracking in ``odom`` (``tracking_frame``, from the sim's /tf). Identity switches: each
+fitted person is paired with the true person of the same stamp with the nearest pelvis (within
+``MATCH_RADIUS_M``, one-to-one); every later change of the track id a true person gets counts one
+(:func:`smplify3d_core.eval.motion.identity_switches`). ``--tracker-seconds`` sets the node's
+``tracker.max_age`` and ``tracker.max_warm_gap``: on a CPU the node fits a frame every few seconds,
+far slower than the live stream the defaults are for. Everything received is written to an MCAP rosbag2
 (``--out``/bag, with the package's message definitions, so ``rosbags`` or ``ros2 bag`` read it
 without this package). The children are stopped with SIGTERM. Exit status 0, or 1 with a message
 when no result arrives within ``--startup-timeout`` or a child dies.
@@ -59,10 +69,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="the node's device: cpu, cuda or auto")
     parser.add_argument("--startup-timeout", type=float, default=90.0,
                         help="seconds to wait for the first result before giving up")
+    parser.add_argument("--sequence", action="store_true",
+                        help="the simulator plays a sequence (people moving smoothly, stable true ids)")
+    parser.add_argument("--moving-robot", action="store_true",
+                        help="a sequence seen from a driving robot (implies --sequence); the node tracks in odom")
+    parser.add_argument("--tracker-seconds", type=float, default=None,
+                        help="the node's tracker.max_age and tracker.max_warm_gap, s (default: 10 with "
+                             "--sequence, else the node's defaults)")
     parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
     parser.add_argument("--domain-id", type=int, default=None, choices=DEMO_DOMAIN_IDS, metavar="ID",
                         help="DDS domain of the demo's nodes (default: one derived from the process id; 1-101 or 215-232)")
     args = parser.parse_args(argv)
+    args.sequence = args.sequence or args.moving_robot
+    if args.tracker_seconds is None and args.sequence:
+        args.tracker_seconds = SEQUENCE_TRACKER_SECONDS
+    if args.tracker_seconds is not None and args.tracker_seconds <= 0:
+        parser.error("--tracker-seconds must be > 0")
     if args.seconds <= 0 or args.rate <= 0 or args.persons < 1 or args.scenes < 1 or args.startup_timeout <= 0:
         parser.error("--seconds, --rate and --startup-timeout must be > 0, --persons and --scenes >= 1")
     return args
@@ -75,6 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 #: DDS domain ids the demo may take: Fast DDS maps id N to UDP ports 7400 + 250 N + offsets, so ids above
 #: 232 overflow; on Linux the ports of ids 102-214 fall in the kernel's ephemeral range; 0 is a robot's default.
 DEMO_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
+#: --tracker-seconds with --sequence: a track outlives (and is fitted warm across) this many seconds unseen
+SEQUENCE_TRACKER_SECONDS = 10.0
+#: a fitted person is the true person of the nearest pelvis only within this distance, m
+MATCH_RADIUS_M = 0.5
 
 
 def ros_environment(domain_id: Optional[int] = None) -> dict:
@@ -118,10 +144,17 @@ def node_parameters(args) -> tuple[dict, dict]:
 
     T = get_preset(args.preset).T_cam_lidar.reshape(-1).tolist()
     sim = {"rate": args.rate, "persons": args.persons, "scenes": args.scenes, "seed": args.seed, "sensor": args.preset}
+    if args.sequence:
+        sim.update({"sequence": "true", "moving_robot": str(bool(args.moving_robot)).lower()})
+        del sim["scenes"]
     node = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
             "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
             "publish_vertices": "true", "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]",
             "device": args.device, "preset": args.preset}
+    if args.moving_robot:
+        node["tracking_frame"] = "odom"
+    if args.tracker_seconds is not None:
+        node["tracker.max_age"] = node["tracker.max_warm_gap"] = float(args.tracker_seconds)
     return sim, node
 
 
@@ -177,6 +210,32 @@ def compare_to_truth(result, truth) -> tuple[list, list]:
     return [v / 1000 for v in errors["pve_mm"]], [v / 1000 for v in errors["pelvis_error_mm"]]
 
 
+def true_person_ids(result, truth, radius_m: float = MATCH_RADIUS_M) -> dict:
+    """{true track id: fitted track id} of one frame: each fitted person of ``result`` (SMPLArray) paired
+    one-to-one with the true person of ``truth`` (the same stamp's ground truth) whose pelvis is nearest,
+    when within ``radius_m`` metres (both in the camera frame)."""
+    from scipy.optimize import linear_sum_assignment
+
+    if not result.persons or not truth.persons:
+        return {}
+
+    def pelvis(person):
+        return np.array([person.joints[0].x, person.joints[0].y, person.joints[0].z])
+
+    distance = np.array([[np.linalg.norm(pelvis(f) - pelvis(t)) for t in truth.persons] for f in result.persons])
+    rows, cols = linear_sum_assignment(np.where(distance <= radius_m, distance, 1e6))
+    return {int(truth.persons[c].track_id): int(result.persons[r].track_id)
+            for r, c in zip(rows, cols) if distance[r, c] <= radius_m}
+
+
+def percentiles(values) -> str:
+    """``p50 .. s, p90 .. s, max .. s`` of ``values`` (s), or n/a."""
+    if not len(values):
+        return "n/a"
+    p50, p90 = np.percentile(values, [50, 90])
+    return f"p50 {p50:.3f} s, p90 {p90:.3f} s, max {np.max(values):.3f} s"
+
+
 # ----------------------------------------------------------------------------------------------
 # main
 # ----------------------------------------------------------------------------------------------
@@ -196,6 +255,10 @@ def run(args) -> int:
     env = ros_environment(args.domain_id)
     os.environ["ROS_DOMAIN_ID"], os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_DOMAIN_ID"], "LOCALHOST"
     sim_params, node_params = node_parameters(args)
+    if args.sequence:
+        print(f"a simulated sequence of {args.persons} persons at {args.rate:g} Hz"
+              + (" from a driving robot (tracking in odom)" if args.moving_robot else "")
+              + f"; tracker.max_age = tracker.max_warm_gap = {args.tracker_seconds:g} s", flush=True)
     recorder = BagRecorder(out / "bag", TOPICS)
     print(f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only); logs in {out}/sim.log and {out}/node.log", flush=True)
     children = {"smplify3d_sim_node": start_node("smplify3d_ros.sim_node", sim_params, env, out / "sim.log"),
@@ -203,7 +266,7 @@ def run(args) -> int:
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
     listener = None
-    state = {"recording": False, "first": None, "results": [], "truths": {}, "diagnostics": None}
+    state = {"recording": False, "first": None, "results": [], "truths": {}, "diagnostics": None, "assignments": []}
     try:
         listener = rclpy.create_node("smplify3d_ros_demo", context=context)
         qos = QoSProfile(depth=20, reliability=ReliabilityPolicy.RELIABLE)
@@ -222,6 +285,8 @@ def run(args) -> int:
             stages = dict(zip(msg.stage_names, msg.stage_seconds))
             truth = state["truths"].get(stamp_to_ns(msg.header.stamp))
             pves, pelvis = compare_to_truth(msg, truth) if truth is not None else ([], [])
+            if truth is not None:
+                state["assignments"].append(true_person_ids(msg, truth))
             state.setdefault("pves", []).extend(pves)
             state.setdefault("pelvis", []).extend(pelvis)
             if not args.quiet:
@@ -285,6 +350,8 @@ def run(args) -> int:
 
 
 def summary(state, args, recorder) -> str:
+    from smplify3d_core.eval.motion import identity_switches
+
     results = state["results"]
     latencies = [received - stamp_to_seconds(msg.header.stamp) for received, msg in results]
     values, message = state["diagnostics"] or ({}, "no /diagnostics received")
@@ -295,13 +362,19 @@ def summary(state, args, recorder) -> str:
         f"dropped while busy {values.get('dropped_busy', '?')}, "
         f"skipped {values.get('skipped', '?')}, unsynchronized drops {values.get('unsynchronized_drops', '?')} "
         f"(node totals from /diagnostics: {message})",
-        f"  received in {args.seconds:g} s: {len(results)} results, {persons} persons; latency mean "
-        + (f"{np.mean(latencies):.3f} s, max {np.max(latencies):.3f} s" if latencies else "n/a"),
+        f"  received in {args.seconds:g} s: {len(results)} results, {persons} persons; output rate "
+        f"{len(results) / args.seconds:.3f} SMPLArrays/s; latency (receipt - image stamp) {percentiles(latencies)}",
         "  accuracy vs ground truth: " + (
             f"mean PVE (pelvis-aligned) {np.mean(pves) * 1000:.1f} mm, mean absolute pelvis error "
             f"{np.mean(pelvis) * 1000:.1f} mm over {len(pelvis)} fitted persons" if pves and pelvis else "n/a"),
         f"  bag: {recorder.path} (MCAP; " + ", ".join(f"{t} {n}" for t, n in recorder.counts.items()) + ")",
     ]
+    assignments = state.get("assignments", [])
+    matched = sum(len(a) for a in assignments)
+    lines.insert(3, f"  tracking: identity switches {identity_switches(assignments)} over {matched} matched persons "
+                    f"in {len(assignments)} frames with ground truth ({len({k for a in assignments for k in a})} "
+                    f"true persons); node: " + ", ".join(f"{k} {values.get(k, '?')}" for k in (
+                        "tracks_alive", "track_births", "track_deaths", "warm_fits", "cold_fits", "restarts")))
     skipped = {k[len("skipped: "):]: v for k, v in values.items() if k.startswith("skipped: ")}
     if skipped:
         lines.append("  skip reasons: " + "; ".join(f"{k} ({v})" for k, v in skipped.items()))

@@ -42,3 +42,31 @@ def test_demo_runs_prints_a_summary_and_writes_a_self_describing_mcap(tmp_path, 
                    if c.topic == "/smplify3d_node/smpl"]
     assert len(results) == len(frame_lines)
     assert any(len(r.persons) == 2 and len(r.persons[0].joints) == 24 for r in results)
+
+
+def test_sequence_options_and_identity_pairing():
+    """--moving-robot: a sequence, the node tracking in odom with the slow tracker; fitted persons are paired
+    one-to-one with the nearest true pelvis within the radius; the identity switches count id changes."""
+    from geometry_msgs.msg import Point
+
+    from smplify3d_core.eval.motion import identity_switches
+    from smplify3d_ros.demo import SEQUENCE_TRACKER_SECONDS, node_parameters, parse_args, percentiles, true_person_ids
+    from smplify3d_ros.msg import SMPL, SMPLArray
+
+    args = parse_args(["--moving-robot", "--persons", "3"])
+    sim, node = node_parameters(args)
+    assert sim["sequence"] == "true" and sim["moving_robot"] == "true" and node["tracking_frame"] == "odom"
+    assert node["tracker.max_age"] == node["tracker.max_warm_gap"] == SEQUENCE_TRACKER_SECONDS
+    sim, node = node_parameters(parse_args([]))
+    assert "sequence" not in sim and "tracking_frame" not in node and "tracker.max_age" not in node
+
+    def array(*persons):
+        return SMPLArray(persons=[SMPL(track_id=i, joints=[Point(x=x, y=0.0, z=5.0)] * 24) for i, x in persons])
+
+    truth = array((0, 0.0), (1, 1.0), (2, 3.0))
+    frames = [true_person_ids(array((7, 0.1), (8, 0.9)), truth),    # p0 -> 7, p1 -> 8
+              true_person_ids(array((7, 1.05), (8, 0.05), (9, 9.0)), truth)]  # swapped; 9 matches nobody
+    assert frames == [{0: 7, 1: 8}, {0: 8, 1: 7}]
+    assert identity_switches(frames) == 2
+    assert true_person_ids(array(), truth) == {}
+    assert percentiles([]) == "n/a" and percentiles([1.0, 2.0, 3.0]).startswith("p50 2.000 s")
