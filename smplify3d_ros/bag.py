@@ -33,8 +33,11 @@ Sub-commands:
     :class:`~smplify3d_core.pipeline.FrameProcessor` (as the node does) — using the bag's ObservationArray when it
     has them, else ViTPose + CLIFF (``--vitpose-checkpoint``, ``--cliff-checkpoint``) — and writes
     ``/smplify3d_node/smpl`` (SMPLArray stamped like the input image) to the output bag, plus
-    copies of the input topics with ``--copy-inputs``. Prints a summary: frames, persons, mean
-    stage times, and PVE / MPJPE against the bag's ``ground_truth`` when present.
+    copies of the input topics with ``--copy-inputs``. ``--tracking-frame`` and ``--target-frame``
+    are the node's ``tracking_frame`` and ``target_frame``, with camera -> frame looked up in the
+    bag's /tf and /tf_static at each image's stamp (interpolated; a frame without it is skipped).
+    Prints a summary: frames, persons, mean stage times, and PVE / MPJPE against the bag's
+    ``ground_truth`` when present.
 
 Exit codes: 0 success, 1 nothing could be processed, 2 bad input (missing bag, topic, checkpoint...).
 """
@@ -119,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("--T-cam-lidar", dest="T_cam_lidar", type=float, nargs=16, default=None, metavar="V",
                      help="camera-LiDAR extrinsic, 16 numbers row-major (default: from the bag's /tf_static)")
     pro.add_argument("--sync-slop", type=float, default=0.05, help="max image-cloud stamp gap, seconds (default 0.05)")
+    pro.add_argument("--tracking-frame", default="",
+                     help="fixed frame the tracker follows people in (e.g. odom), camera -> it from the bag's /tf at "
+                          "each image's stamp (as the node's tracking_frame); default: the camera frame")
+    pro.add_argument("--target-frame", default="",
+                     help="frame of the written bodies (as the node's target_frame), from the bag's /tf; default: "
+                          "the camera optical frame")
     pro.add_argument("--publish-vertices", action="store_true", help="include the 6890 vertices in each SMPL message")
     pro.add_argument("--copy-inputs", action="store_true", help="copy all input topics into the output bag")
     pro.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="output storage (default mcap)")

@@ -133,6 +133,16 @@ def transforms_from_tf(store, raw) -> list:
     return out
 
 
+def add_tf_to_buffer(buffer, store, raw, static: bool) -> None:
+    """Store every transform of a serialized tf2_msgs/TFMessage in ``buffer`` (a
+    :class:`~smplify3d_ros.tf_buffer.TfBuffer`) at its header stamp; ``static``: from /tf_static."""
+    for item in store.deserialize_cdr(bytes(raw), TF_TYPE).transforms:
+        tr, q = item.transform.translation, item.transform.rotation
+        stamp_ns = int(item.header.stamp.sec) * 1_000_000_000 + int(item.header.stamp.nanosec)
+        buffer.set_transform(item.header.frame_id, item.child_frame_id, (tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w),
+                             stamp_ns, static=static)
+
+
 def lookup_transform(transforms: list, target: str, source: str) -> Optional[np.ndarray]:
     """T_target_source (p_target = T p_source) through a chain of (parent, child, T_parent_child), or None."""
     target, source = target.lstrip("/"), source.lstrip("/")

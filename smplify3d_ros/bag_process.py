@@ -13,8 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from smplify3d_ros.bag_io import (BagToolError, describe_topics, SMPL_ARRAY_TYPE, TF_STATIC, TF_TYPE, header_of,
-                                  lookup_transform, make_typestore, open_reader, storage_plugin, topics_of, transforms_from_tf)
+from smplify3d_ros.bag_io import (BagToolError, add_tf_to_buffer, describe_topics, SMPL_ARRAY_TYPE, TF_STATIC, TF_TYPE,
+                                  header_of, lookup_transform, make_typestore, open_reader, storage_plugin, topics_of,
+                                  transforms_from_tf)
+
+#: the bag's /tf history is kept whole for the --tracking-frame / --target-frame lookups (s)
+BAG_TF_CACHE_S = 1e7
 
 
 def pair_stamps(image_stamps: list, cloud_stamps: list, slop_ns: int) -> list:
@@ -50,7 +54,10 @@ def process(args) -> int:
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
     from tqdm import tqdm
 
-    from smplify3d_core.pipeline import FrameProcessor, FrameStatus
+    from std_msgs.msg import Header
+
+    from smplify3d_core.pipeline import FrameOutcome, FrameProcessor, FrameStatus
+    from smplify3d_ros.processing import outcome_in_frame
     from smplify3d_ros.conversions import ConversionError, camera_info_to_camera
     from smplify3d_ros.extrinsics import parse_static_matrix
     from smplify3d_ros.smpl_messages import errors_against_truth, smpl_array_from_outcome
@@ -84,6 +91,7 @@ def process(args) -> int:
         image_stamps, cloud_stamps, first_camera_raw = [], [], None
         image_frame = cloud_frame = None
         observations, truths, transforms = [], {}, []
+        tf_history, frames_tf = _bag_frames_source(args)
         index_topics = [args.image_topic, args.cloud_topic, args.camera_info_topic]
         if use_observations:
             index_topics.append(args.observations_topic)
@@ -107,6 +115,8 @@ def process(args) -> int:
                 truths[header_of(raw)[0]] = bytes(raw)
             else:
                 transforms += transforms_from_tf(store, raw)
+                if frames_tf is not None:
+                    add_tf_to_buffer(tf_history, store, raw, static=topic == TF_STATIC)
         if not image_stamps or not cloud_stamps or first_camera_raw is None:
             raise BagToolError(f"the bag holds {len(image_stamps)} images, {len(cloud_stamps)} clouds and "
                                f"{'some' if first_camera_raw else 'no'} camera_info messages: nothing to process")
@@ -182,14 +192,23 @@ def process(args) -> int:
                                                    camera_info_to_camera, ConversionError)
                 image_msg = deserialize_message(image_raw, image_cls)
                 cloud_msg = deserialize_message(cloud_raw, PointCloud2)
-                outcome = _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, observations,
-                                         obs_stamps, image_stamps[i], slop_ns, args.sync_slop, use_observations)
+                transforms_at = _frame_transforms(args, frames_tf, image_msg)
+                if isinstance(transforms_at, str):
+                    outcome = FrameOutcome.skipped(transforms_at)
+                else:
+                    outcome = _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, observations,
+                                             obs_stamps, image_stamps[i], slop_ns, args.sync_slop, use_observations,
+                                             transforms_at["tracking_frame"])
                 progress.update(1)
                 if outcome.status is FrameStatus.SKIPPED:
                     skipped[outcome.reason] += 1
                     continue
                 fit = outcome.fit
-                message = smpl_array_from_outcome(outcome, image_msg.header, include_vertices=args.publish_vertices)
+                header = image_msg.header
+                if transforms_at["target_frame"] is not None:
+                    header = Header(stamp=image_msg.header.stamp, frame_id=args.target_frame)
+                message = smpl_array_from_outcome(outcome_in_frame(outcome, processor.fitter, transforms_at["target_frame"]),
+                                                  header, include_vertices=args.publish_vertices)
                 writer.write(output, image_bag_ns, serialize_message(message))
                 results.append(image_stamps[i])
                 persons_total += len(message.persons)
@@ -264,8 +283,34 @@ def _pipeline_config(args):
         raise BagToolError(str(error))
 
 
+def _bag_frames_source(args):
+    """(a TfBuffer to fill with the bag's whole /tf and /tf_static history, an ExtrinsicsSource looking up
+    in it) for --tracking-frame / --target-frame; (None, None) when neither is given."""
+    if not (getattr(args, "tracking_frame", "") or getattr(args, "target_frame", "")):
+        return None, None
+    from smplify3d_ros.extrinsics import ExtrinsicsSource
+    from smplify3d_ros.tf_buffer import TfBuffer
+
+    history = TfBuffer(cache_time_s=BAG_TF_CACHE_S, jump_back_s=BAG_TF_CACHE_S)
+    return history, ExtrinsicsSource(buffer=history, timeout_s=0.0)
+
+
+def _frame_transforms(args, frames_tf, image_msg):
+    """{"tracking_frame": T or None, "target_frame": T or None} at the image's stamp (camera -> frame, (4, 4)),
+    or the skip reason when the bag's TF lacks one (as the node does)."""
+    from smplify3d_ros.processing import lookup_frame
+
+    found = {}
+    for name in ("tracking_frame", "target_frame"):
+        found[name], why = (None, "") if frames_tf is None else lookup_frame(
+            frames_tf, name, getattr(args, name, ""), image_msg.header.frame_id, image_msg.header.stamp)
+        if why:
+            return why
+    return found
+
+
 def _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, observations, obs_stamps, image_stamp,
-                   slop_ns, slop_s, use_observations):
+                   slop_ns, slop_s, use_observations, T_track_cam=None):
     """The processor's outcome of one paired frame (as the node computes it)."""
     from rclpy.serialization import deserialize_message
 
@@ -278,7 +323,7 @@ def _frame_outcome(processor, image_msg, cloud_msg, camera, camera_error, T, obs
     if use_observations:
         candidates = [deserialize_message(observations[k][1], _observation_array_class())
                       for k in _nearest(obs_stamps, image_stamp, slop_ns)]
-    return process_messages(processor, image_msg, cloud_msg, camera, T, candidates, slop_s)
+    return process_messages(processor, image_msg, cloud_msg, camera, T, candidates, slop_s, T_track_cam=T_track_cam)
 
 
 def _print_summary(summary: dict) -> None:

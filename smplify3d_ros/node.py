@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import rclpy  # noqa: F401  (first: the wheels' bootstrapper sets up the library path)
 
-import dataclasses
 import os
 import re
 import signal
@@ -75,7 +74,7 @@ from smplify3d_ros.conversions import ConversionError, array_to_image, camera_in
 from smplify3d_ros.extrinsics import ExtrinsicsSource
 from smplify3d_ros.markers import markers_for_fit
 from smplify3d_ros.params import declare_node_parameters
-from smplify3d_ros.processing import process_messages
+from smplify3d_ros.processing import lookup_frame, outcome_in_frame, process_messages
 from smplify3d_ros.stamps import stamp_to_seconds
 from smplify3d_ros.spin import spin_until_signal
 from smplify3d_ros.sync import DROP_REASONS, make_synchronizer, message_filters_available
@@ -461,15 +460,6 @@ class SMPLify3DNode(LifecycleNode):
         """The camera optical frame of the frame's bodies: the camera_frame parameter, else the image's frame_id."""
         return self.settings.camera_frame or frame.image_msg.header.frame_id
 
-    def _frame_transform(self, name: str, camera_frame: str, stamp) -> Tuple[Optional[np.ndarray], str]:
-        """(T_<frame>_camera (4, 4) at ``stamp``, "") for the ``name`` parameter's frame (tracking_frame or
-        target_frame); (None, "") when it is unset or is the camera frame; (None, reason) without a transform."""
-        frame = getattr(self.settings, name)
-        if not frame or frame == camera_frame:
-            return None, ""
-        T, why = self.frames_tf.get(stamp, camera_frame=frame, lidar_frame=camera_frame)
-        return (T, "") if T is not None else (None, f"{name} {frame}: {why}")
-
     def _outcome(self, frame: PendingFrame) -> Tuple[FrameOutcome, Optional[np.ndarray]]:
         """Messages -> SensorFrame -> the processor's outcome (skipped when a message is unusable), and
         T_target_camera (4, 4) at the image's stamp (None: the outputs stay in the camera frame)."""
@@ -499,7 +489,8 @@ class SMPLify3DNode(LifecycleNode):
             return FrameOutcome.skipped(why), None
         transforms = {}
         for name in ("tracking_frame", "target_frame"):
-            transforms[name], why = self._frame_transform(name, camera_frame, image_msg.header.stamp)
+            transforms[name], why = lookup_frame(self.frames_tf, name, getattr(self.settings, name), camera_frame,
+                                                 image_msg.header.stamp)
             if why:
                 return FrameOutcome.skipped(why), None
         candidates = self._observations_for(image_msg) if self.settings.observations_topic else None
@@ -554,21 +545,6 @@ class SMPLify3DNode(LifecycleNode):
                 self._observations_arrived.wait(timeout=left)
 
     # -- output --------------------------------------------------------------------------------
-    def _in_target_frame(self, outcome: FrameOutcome, T_target_cam: Optional[np.ndarray]) -> FrameOutcome:
-        """``outcome`` with its bodies moved by T_target_cam (4, 4, camera -> target_frame); itself when None."""
-        if T_target_cam is None or outcome.fit is None:
-            return outcome
-        import torch
-
-        from smplify3d_core.fit.frames import transform_fit_result
-
-        result = outcome.fit.result
-        with torch.no_grad():
-            betas = result.betas.to(self.fitter.device, self.fitter.body.v_template.dtype)
-            rest_pelvis = self.fitter.rest_pelvis(betas).cpu()
-        fit = dataclasses.replace(outcome.fit, result=transform_fit_result(result, T_target_cam, rest_pelvis))
-        return dataclasses.replace(outcome, fit=fit)
-
     def _publish(self, outcome: FrameOutcome, camera_header, T_target_cam: Optional[np.ndarray] = None) -> None:
         """~/smpl and ~/markers in target_frame (``camera_header``'s frame when ``T_target_cam`` is None),
         ~/overlay on the image (``camera_header``)."""
@@ -577,7 +553,7 @@ class SMPLify3DNode(LifecycleNode):
         header = camera_header
         if T_target_cam is not None:
             header = Header(stamp=camera_header.stamp, frame_id=self.settings.target_frame)
-        published = self._in_target_frame(outcome, T_target_cam)
+        published = outcome_in_frame(outcome, self.fitter, T_target_cam)
         self.smpl_pub.publish(smpl_array_from_outcome(published, header, include_vertices=self.settings.publish_vertices))
         if self.settings.publish_markers:
             markers, self._marker_ids = markers_for_fit(

@@ -8,7 +8,7 @@ node and ``smplify3d-bag process``.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from sensor_msgs.msg import CompressedImage
@@ -81,3 +81,38 @@ def process_messages(processor, image_msg, cloud_msg, camera: PinholeCamera, T_c
     except ConversionError as error:
         return FrameOutcome.skipped(str(error))
     return processor.process(frame, should_stop=should_stop)
+
+
+def lookup_frame(source, parameter: str, frame: str, camera_frame: str, stamp) -> Tuple[Optional[np.ndarray], str]:
+    """T_frame_camera of the ``parameter`` setting (tracking_frame or target_frame) at ``stamp``.
+
+    source: an :class:`~smplify3d_ros.extrinsics.ExtrinsicsSource` in TF mode; frame: the setting's
+    value; camera_frame: the image's optical frame; stamp: the image's stamp. Returns (T (4, 4),
+    "") when found, (None, "") when ``frame`` is empty or the camera frame itself (nothing to do),
+    and (None, reason) naming the setting and both frames when TF has no transform: the frame is
+    then skipped (the node and ``smplify3d-bag process`` alike).
+    """
+    if not frame or frame == camera_frame:
+        return None, ""
+    T, why = source.get(stamp, camera_frame=frame, lidar_frame=camera_frame)
+    return (T, "") if T is not None else (None, f"{parameter} {frame}: {why}")
+
+
+def outcome_in_frame(outcome, fitter, T_target_cam: Optional[np.ndarray]):
+    """``outcome`` with its fitted bodies moved by ``T_target_cam`` (4, 4, camera -> target frame, m):
+    vertices, joints, global_orient and transl (:func:`smplify3d_core.fit.frames.transform_fit_result`,
+    the rest pelvis from ``fitter``); ``outcome`` itself when the matrix is None or nothing was fitted.
+    The input is not changed (the overlay is drawn from it, in the camera)."""
+    if T_target_cam is None or outcome.fit is None:
+        return outcome
+    import dataclasses
+
+    import torch
+
+    from smplify3d_core.fit.frames import transform_fit_result
+
+    result = outcome.fit.result
+    with torch.no_grad():
+        rest_pelvis = fitter.rest_pelvis(result.betas.to(fitter.device, fitter.body.v_template.dtype)).cpu()
+    fit = dataclasses.replace(outcome.fit, result=transform_fit_result(result, T_target_cam, rest_pelvis))
+    return dataclasses.replace(outcome, fit=fit)

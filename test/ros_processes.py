@@ -21,7 +21,7 @@ def ros_domain_id(salt: int) -> int:
     runs with neighbouring process ids do not meet on a domain while their salts stay below 53.
     Salts in use: 0 test_ros_integration, 1 test_ros_messages, 2 test_launch, 3 test_ros_sync_markers,
     4 test_ros_demo, 7 test_ros_bags, 10-19 test_ros_robustness (in turn, one per node it starts), 20-29
-    test_ros_tf, 40-44 test_ros_process_faults, 45 test_ros_lifecycle, 46-47 test_ros_tracking,
+    test_ros_tf, 40-44 test_ros_process_faults, 45 test_ros_lifecycle, 46-47 test_ros_tracking, 48 test_ros_bag_tracking,
     30 test_ros_verdict.
     """
     return VALID_DOMAIN_IDS[(os.getpid() * 53 + salt) % len(VALID_DOMAIN_IDS)]
@@ -134,6 +134,26 @@ def wait_for(predicate, timeout, what):
             return
         time.sleep(0.05)
     raise AssertionError(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
+
+
+def start_node_when_heard(args, env, executor, subscription, timeout=60.0) -> subprocess.Popen:
+    """Start ``args`` (the node's command line) in ``env`` and spin ``executor`` until ``subscription``
+    (on one of its outputs) has discovered the node's publisher; returns the process."""
+    node = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while subscription.get_publisher_count() == 0 and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
+        assert node.poll() is None, "the node exited early"
+    assert subscription.get_publisher_count() > 0, f"the node's publisher was not discovered within {timeout:.0f} s"
+    return node
+
+
+def start_player(bag, rate, env, extra_wait_topics=()) -> subprocess.Popen:
+    """``smplify3d-bag play bag --rate rate`` once the sim topics (and ``extra_wait_topics``) have subscribers."""
+    topics = [f"{SIM}/image", f"{SIM}/camera_info", f"{SIM}/points", f"{SIM}/observations", *extra_wait_topics]
+    return subprocess.Popen([sys.executable, "-m", "smplify3d_ros.bag", "play", str(bag), "--rate", str(rate),
+                             "--wait-for-subscribers", "30", "--wait-topics", *topics],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 class LineReader:

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from ros_processes import isolated_ros_env, stop_process
+from ros_processes import isolated_ros_env, start_node_when_heard, start_player, stop_process
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy (ROS 2) is not installed")
 pytest.importorskip("rosbags", reason="rosbags is not installed")
@@ -184,16 +184,8 @@ def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed
         listener.create_subscription(Clock, "/clock", clocks.append, 10)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(listener)
-        node = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 60
-        while subscription.get_publisher_count() == 0 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
-            assert node.poll() is None, "the node exited early"
-        assert subscription.get_publisher_count() > 0, "the node's ~/smpl publisher was not discovered within 60 s"
-        player = subprocess.Popen(
-            [sys.executable, "-m", "smplify3d_ros.bag", "play", str(bags["mcap"]), "--rate", "0.5",
-             "--wait-for-subscribers", "30", "--wait-topics", f"{SIM}/image", f"{SIM}/camera_info", f"{SIM}/points",
-             f"{SIM}/observations"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        node = start_node_when_heard(args, env, executor, subscription)
+        player = start_player(bags["mcap"], 0.5, env)
         deadline = time.monotonic() + 90
         finished = None
         while time.monotonic() < deadline:
