@@ -34,6 +34,8 @@ from scipy.spatial.transform import Rotation
 
 NO_MATCH_COST = 1e6
 TIME_JUMP_S = 0.5  # a stamp this far before the previous frame's restarts the tracker
+WALKING_SPEED = 1.5  # m/s: how fast the gate widens while a track goes unseen (up to 2x max_distance more)
+MAX_EXTRAPOLATION_S = 1.0  # constant velocity is trusted this long past a track's last detection
 
 
 @dataclass
@@ -167,13 +169,15 @@ class PersonTracker:
                 del self.tracks[track_id]
 
     def predicted_pelvis(self, track: Track, stamp: float) -> np.ndarray:
-        """(3,) the track's pelvis at ``stamp`` (constant velocity), tracking frame, m."""
-        dt = max(0.0, stamp - track.last_seen)
+        """(3,) the track's pelvis at ``stamp`` (constant velocity for at most a second), tracking frame, m."""
+        dt = min(max(0.0, stamp - track.last_seen), MAX_EXTRAPOLATION_S)
         return track.state[:3] + dt * track.state[3:]
 
     def _gate(self, track: Track, stamp: float) -> float:
-        """Association gate, m: ``max_distance``, widened while a track goes unseen."""
-        return self.config.max_distance * (1.0 + max(0.0, stamp - track.last_seen - 0.15))
+        """Association gate, m: ``max_distance``, widened at walking speed while a track goes unseen (by at
+        most twice ``max_distance``)."""
+        unseen = max(0.0, stamp - track.last_seen - 0.15)
+        return self.config.max_distance + min(WALKING_SPEED * unseen, 2.0 * self.config.max_distance)
 
     def associate(self, detections: Sequence[Detection], stamp: float) -> List[Optional[int]]:
         """The track id of each detection (None: a new person), optimal over the frame."""

@@ -140,3 +140,30 @@ def test_ray_noise_moves_points_along_the_ray():
     assert 0.03 < np.std(iso.persons[0].points - frame.persons[0].points) < 0.07
     same = add_point_noise(frame, 0.0, np.random.default_rng(2))
     np.testing.assert_array_equal(same.persons[1].points, frame.persons[1].points)
+
+
+def test_sequence_bench_runs_cold_and_tracked_on_the_same_frames(smpl_body, capsys):
+    """``smplify3d bench --sequence`` on a short, small-image sequence: both modes, the issue's keys."""
+    from smplify3d_core.bench.report import clean_json
+    from smplify3d_core.bench.sequence import print_sequence_report, run_sequence_bench
+    from smplify3d_core.fit.config import FitConfig
+    from smplify3d_core.sim.presets import get_preset
+    from smplify3d_core.sim.sequence import SequenceSettings
+
+    small = get_preset("humanm3").with_changes(name="small", image_width=640, image_height=360, focal_px=470.0,
+                                               lidar_beams=64, lidar_azimuth_res_deg=0.25)
+    settings = SequenceSettings(persons=2, frames=5, preset=small, seed=0)
+    report = run_sequence_bench(smpl_body, FitConfig.preset("humanm3"), settings, progress=False)
+    json.dumps(clean_json({"sequence": report}), allow_nan=False)
+    for mode in ("cold", "tracked"):
+        row = report[mode]
+        for key in ("seconds_per_frame", "pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "accel_error_mm", "id_switches", "persons"):
+            assert key in row, (mode, key)
+        assert row["persons"] >= 1 and row["id_switches"] == 0
+        assert 0 < row["pve_mm"] < 150 and row["seconds_per_frame"] > 0
+    assert report["cold"]["warm_started_fraction"] == 0.0
+    assert report["tracked"]["warm_started_fraction"] > 0.5  # every person after its first frame
+    assert report["cold"]["person_frames"] == report["tracked"]["person_frames"]
+    assert set(report["targets"]) >= {"speed_met", "pve_met", "accel_met", "id_switches_met"}
+    print_sequence_report(report)
+    assert "tracked" in capsys.readouterr().out

@@ -136,3 +136,14 @@ def test_acceleration_error_and_identity_switches():
     assert acceleration_error({"a": truth}, {"a": truth}) == pytest.approx(0.0, abs=1e-12)
     assert np.isnan(acceleration_error({"a": {0: np.zeros((1, 3))}}, {"a": {0: np.zeros((1, 3))}}))
     assert identity_switches([{"a": 0, "b": 1}, {"a": 0}, {"a": 1, "b": 1}, {"a": 1, "b": 2}]) == 2
+
+
+def test_a_long_unseen_track_is_extrapolated_for_one_second_and_its_gate_stays_bounded():
+    """A walker unseen for 10 s is predicted where 1 s of walking takes it, and a person 4 m from there
+    is not taken for it (the gate grows to three times max_distance at most)."""
+    tracker = PersonTracker(TrackerConfig(max_age=60.0))
+    for f in range(8):
+        _step(tracker, f / 10, [[1.2 * f / 10, 0.0, 5.0]])
+    np.testing.assert_allclose(tracker.predicted_pelvis(tracker.tracks[0], 10.7), [0.84 + 1.2, 0.0, 5.0], atol=0.05)
+    assert _step(tracker, 10.7, [[0.84 + 1.2 + 4.0, 0.0, 5.0]]) == [1]
+    assert _step(tracker, 10.8, [[0.84 + 1.2 + 0.5, 0.0, 5.0], [0.84 + 1.2 + 4.0, 0.0, 5.0]]) == [0, 1]

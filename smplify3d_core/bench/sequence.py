@@ -13,7 +13,9 @@ Tracking runs in the sequence's ``odom`` frame (``T_odom_cam`` per frame). Per m
 frame (mean wall time of the frame path after one warm-up frame outside the timing), PVE / MPJPE /
 PA-MPJPE (mm; every fitted body; PVE and MPJPE after aligning the pelvises), acceleration error
 (mm/frame², 24 SMPL joints in ``odom``, :mod:`smplify3d_core.eval.motion`), identity switches, and
-the number of true persons seen.
+the number of true persons seen; and, per true person, the height error of its track's fused
+shape (mm, rest-pose height of the fused betas minus the true betas'; in cold mode the track
+averages the cold fits' betas the same way).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import time
 from typing import Dict, List
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from smplify3d_core.eval.metrics import score_against_truth
@@ -36,6 +39,14 @@ TARGETS = {"speed_ratio": 0.3, "accel_ratio": 0.5}
 
 def _transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ T[:3, :3].T + T[:3, 3]
+
+
+def standing_height(body, betas: np.ndarray) -> float:
+    """Height (m) of the shape ``betas`` (10,) standing in the rest pose: its vertical extent."""
+    with torch.no_grad():
+        rest = body(betas=torch.as_tensor(np.asarray(betas)[None], dtype=body.v_template.dtype,
+                                          device=body.v_template.device)).vertices[0]
+    return float(rest[:, 1].max() - rest[:, 1].min())
 
 
 def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, progress: bool = False,
@@ -53,6 +64,8 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
     truth: Dict[str, Dict[int, np.ndarray]] = {}
     assignments: List[Dict[str, int]] = []
     records = []
+    shapes: Dict[str, tuple] = {}  # true person -> (its track's fused betas, fits fused) at its last frame
+    true_betas: Dict[str, np.ndarray] = {}
     bar = tqdm(frames, desc="tracked" if warm_start else "cold", unit="frame", file=sys.stderr, disable=not progress,
                leave=False, dynamic_ncols=True)
     for frame in bar:
@@ -79,6 +92,11 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
                     _transform(frame.T_odom_cam, result.joints[k].double().numpy()) * 1000.0
                 truth.setdefault(person.tracking_id, {})[frame.index] = _transform(frame.T_odom_cam, true.joints) * 1000.0
         assignments.append(assigned)
+        for person_id, track_id in assigned.items():
+            track = processor.tracker.tracks.get(track_id)
+            if track is not None and track.shape is not None:
+                shapes[person_id] = (track.shape.copy(), track.good_frames)
+                true_betas[person_id] = frame.scene.frame.truth[person_id].smpl.betas
         records.append({"index": frame.index, "seconds": seconds[-1], "tracks": assigned, "warm_started": warm})
     return {
         "seconds_per_frame": float(np.mean(seconds)),
@@ -91,6 +109,8 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
         "person_frames": len(scores["pve_mm"]),
         "warm_started_fraction": (sum(r["warm_started"] for r in records) / len(scores["pve_mm"])
                                   if scores["pve_mm"] else 0.0),
+        "shape_height_error_mm": {p: 1000.0 * (standing_height(body, betas) - standing_height(body, true_betas[p]))
+                                  for p, (betas, _) in sorted(shapes.items())},
         "frames": records,
     }
 
@@ -133,6 +153,11 @@ def print_sequence_report(report: dict, out=sys.stdout) -> None:
         cells = [f"{row[k]:17.3f}" if k == "seconds_per_frame" else
                  (f"{row[k]:17d}" if isinstance(row[k], int) else f"{row[k]:17.1f}") for k in keys]
         print(f"{mode:8s} " + " ".join(cells), file=out)
+    for mode in MODES:
+        errors = report[mode]["shape_height_error_mm"]
+        if errors:
+            print(f"{mode}: track shape height error, mm: " + ", ".join(f"{p} {e:+.0f}" for p, e in errors.items())
+                  + f" (mean |error| {np.mean(np.abs(list(errors.values()))):.0f})", file=out)
     t = report["targets"]
     print(f"targets: tracked time {t['speed_ratio']:.2f}x cold (<= {TARGETS['speed_ratio']}: "
           f"{'met' if t['speed_met'] else 'NOT met'}); tracked PVE <= cold: {'met' if t['pve_met'] else 'NOT met'}; "
