@@ -43,10 +43,10 @@ def _height(body, betas):
 
 def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(smpl_body, fitter):
     config = PipelineConfig()
-    config.tracker.shape_frames = 8
+    config.tracker.shape_frames = 5
     processor = FrameProcessor(config, fitter)
     pelvis, warm, errors, betas = [], [], [], []
-    for f in range(10):
+    for f in range(7):
         frame = _frame(smpl_body, [_standing()], f)
         outcome = processor.process_observed(frame, stamp=f / 10)
         assert outcome.status is FrameStatus.FITTED
@@ -57,19 +57,19 @@ def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(
         truth = frame.truth["0"]
         errors.append(float(np.linalg.norm(result.joints[0, 0].double().numpy() - truth.joints[0])))
         assert outcome.track_ids == [0] and bool(result.valid[0])
-    assert warm == [False] + [True] * 9
-    assert outcome.tracks[0].age_s == pytest.approx(0.9, abs=1e-9)
+    assert warm == [False] + [True] * 6
+    assert outcome.tracks[0].age_s == pytest.approx(0.6, abs=1e-9)
     # warm fits stay put: the pelvis moves less between warm frames than the per-frame noise of a cold fit would
     steps = np.linalg.norm(np.diff(np.array(pelvis[1:]), axis=0), axis=1)
     assert steps.max() < 0.03, steps
-    assert np.mean(errors[5:]) < 0.1
+    assert np.mean(errors[3:]) < 0.1
     track = processor.tracker.tracks[0]
-    assert track.good_frames == 8
-    # the track's shape is the mean of its first 8 fits, then held (the later fits keep it)
-    np.testing.assert_allclose(track.shape, np.mean(betas[:8], axis=0), atol=1e-5)
-    np.testing.assert_allclose(betas[9], track.shape, atol=1e-5)
+    assert track.good_frames == 5
+    # the track's shape is the mean of its first 5 fits, then held (the later fits keep it)
+    np.testing.assert_allclose(track.shape, np.mean(betas[:5], axis=0), atol=1e-5)
+    np.testing.assert_allclose(betas[6], track.shape, atol=1e-5)
     # single-frame cold fits of this person are 3.7 cm short on average (1.730 m for 1.767 m over six
-    # frames); the fused shape carries that bias (measured 5.1 cm here; the bench reports it per track)
+    # frames); the fused shape carries that bias (5.1 cm when 8 fits are fused; the bench reports it per track)
     assert abs(_height(smpl_body, track.shape) - _height(smpl_body, BETAS)) < 0.06
 
 
