@@ -172,6 +172,12 @@ def test_cli_writes_a_sequence_folder_that_reads_back(tmp_path, capsys):
         for pid, smpl in record["persons"].items():
             np.testing.assert_allclose(frame.frame.truth[pid].smpl.transl, smpl["transl"])
     assert not np.allclose(frames[0].T_odom_cam, frames[1].T_odom_cam)
+    # the folder evaluates through the tracked frame path: frame 1 starts warm from frame 0's tracks
+    assert main(["eval", "--dataset", "sequence", "--data", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "eval_sequence" / "metrics.json").read_text())
+    assert metrics["id_switches"] == 0 and metrics["persons"] >= 1 and 0 < metrics["pve_mm"] < 150
+    assert [f["warm_started"] for f in metrics["frames"]] == [0, len(metrics["frames"][1]["tracks"])]
+    assert "identity switches" in capsys.readouterr().out
     index["format"] = "something-else"
     (out / "sequence.json").write_text(json.dumps(index))
     with pytest.raises(SequenceFolderError, match="format 'something-else' is not 'smplify3d-sequence-1'"):
