@@ -22,6 +22,9 @@ from smplify3d_ros.stamps import ns_to_stamp
 TF = "/tf"
 
 
+TF_LEAD_NS = 1_000_000  # odom -> camera is logged this long before the frame's sensor messages
+
+
 def record_sim(args) -> int:
     from rclpy.serialization import serialize_message
 
@@ -68,8 +71,10 @@ def record_sim(args) -> int:
             if plan is not None:
                 item = plan.simulate_frame(i)
                 frame = item.scene.frame
-                writer.write(odom_connection, stamp_ns, tf_message_cdr(store, item.T_odom_cam, stamp_ns,
-                                                                       args.odom_frame, args.camera_frame))
+                # logged 1 ms before the sensor messages of its stamp (header stamp exact), as a robot's
+                # odometry leads its camera and LiDAR: played back, the transform is there when the frame is
+                writer.write(odom_connection, stamp_ns - TF_LEAD_NS, tf_message_cdr(store, item.T_odom_cam, stamp_ns,
+                                                                                     args.odom_frame, args.camera_frame))
             else:
                 index = i % args.scenes
                 if index not in scenes:

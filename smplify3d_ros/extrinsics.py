@@ -217,14 +217,16 @@ class ExtrinsicsSource:
         return transform_to_matrix(getattr(tf, "transform", tf)), stamp_to_ns(header.stamp) if header else 0
 
     def get(self, stamp: Any = None, camera_frame: Optional[str] = None,
-            lidar_frame: Optional[str] = None) -> Tuple[Optional[np.ndarray], str]:
+            lidar_frame: Optional[str] = None, strict: bool = False) -> Tuple[Optional[np.ndarray], str]:
         """``(T_cam_lidar (4, 4) float64, reason)`` or ``(None, reason)`` when not available.
 
         ``stamp``: the cloud's stamp (builtin_interfaces/Time, rclpy Time, float seconds) or
         None for the latest. Frames default to those given at construction (a message's
         ``header.frame_id`` may be passed per call). Reasons: ``"static"``, ``"tf"`` (stamped),
         ``"tf latest (...)"`` (the latest transform, within ``cache_time_s`` of the stamp), or
-        ``"TF missing: <camera> <- <lidar>: ..."`` saying why nothing could be used.
+        ``"TF missing: <camera> <- <lidar>: ..."`` saying why nothing could be used. strict: with a
+        stamp, only the transform at that stamp counts (no latest-transform fallback): for frames
+        that move, such as a moving robot's odom, where an older transform would misplace the bodies.
         """
         if self._static is not None:
             return self._static.copy(), "static"
@@ -239,6 +241,9 @@ class ExtrinsicsSource:
                 return self._lookup(target, source, stamp_ns, self.timeout_s)[0], "tf"
             except Exception as e:  # tf2 Lookup/Extrapolation/Connectivity errors, TfLookupError
                 first_error = _describe_error(e)
+                if strict:
+                    return None, (f"TF missing: {target} <- {source} at the image's stamp (waited "
+                                  f"{self.timeout_s:.3f} s): {first_error}")
         try:
             T, latest_ns = self._lookup(target, source, None, 0.0)
         except Exception as e:

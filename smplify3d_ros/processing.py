@@ -89,12 +89,13 @@ def lookup_frame(source, parameter: str, frame: str, camera_frame: str, stamp) -
     source: an :class:`~smplify3d_ros.extrinsics.ExtrinsicsSource` in TF mode; frame: the setting's
     value; camera_frame: the image's optical frame; stamp: the image's stamp. Returns (T (4, 4),
     "") when found, (None, "") when ``frame`` is empty or the camera frame itself (nothing to do),
-    and (None, reason) naming the setting and both frames when TF has no transform: the frame is
-    then skipped (the node and ``smplify3d-bag process`` alike).
+    and (None, reason) naming the setting and both frames when TF has no transform at the stamp (an
+    older one would misplace the bodies of a moving robot): the frame is then skipped (the node and
+    ``smplify3d-bag process`` alike).
     """
     if not frame or frame == camera_frame:
         return None, ""
-    T, why = source.get(stamp, camera_frame=frame, lidar_frame=camera_frame)
+    T, why = source.get(stamp, camera_frame=frame, lidar_frame=camera_frame, strict=True)
     return (T, "") if T is not None else (None, f"{parameter} {frame}: {why}")
 
 

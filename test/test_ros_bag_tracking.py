@@ -55,16 +55,20 @@ def _arrays(path, topic):
 
 
 def _odom_poses(path):
-    """{stamp ns: T_odom_cam (4, 4)} from the bag's /tf."""
+    """{header stamp ns: T_odom_cam (4, 4)} from the bag's /tf (logged just before the frame's messages)."""
     from rosbags.rosbag2 import Reader
 
-    from smplify3d_ros.bag_io import lookup_transform, make_typestore, transforms_from_tf
+    from smplify3d_ros.bag_io import TF_TYPE, lookup_transform, make_typestore, transforms_from_tf
 
     store = make_typestore()
+    poses = {}
     with Reader(path) as reader:
         connections = [c for c in reader.connections if c.topic == "/tf"]
-        return {t: lookup_transform(transforms_from_tf(store, raw), "odom", "camera_optical")
-                for _, t, raw in reader.messages(connections=connections)}
+        for _, _, raw in reader.messages(connections=connections):
+            stamp = store.deserialize_cdr(bytes(raw), TF_TYPE).transforms[0].header.stamp
+            poses[stamp.sec * 10**9 + stamp.nanosec] = lookup_transform(transforms_from_tf(store, raw), "odom",
+                                                                        "camera_optical")
+    return poses
 
 
 def _xyz(points):
@@ -119,7 +123,7 @@ def test_play_into_the_tracking_node_gives_the_offline_tracks_and_meshes(sequenc
     params = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
               "observations_topic": f"{SIM}/observations", "reliable_inputs": "true", "device": "cpu",
               "preset": "humanm3", "publish_markers": "false", "publish_vertices": "true", "tracking_frame": "odom",
-              "target_frame": "odom", "tf_timeout": 1.0}
+              "target_frame": "odom", "tf_timeout": 3.0}
     args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]

@@ -272,7 +272,8 @@ def test_record_sim_sequence_writes_odom_tf_and_stable_ids(tmp_path, env, smpl_b
     from rclpy.serialization import deserialize_message
 
     from smplify3d_core.sim.sequence import SequencePlan, SequenceSettings
-    from smplify3d_ros.bag_io import lookup_transform, make_typestore, transforms_from_tf
+    from smplify3d_ros.bag_io import TF_TYPE, lookup_transform, make_typestore, transforms_from_tf
+    from smplify3d_ros.bag_record import TF_LEAD_NS
     from smplify3d_ros.msg import ObservationArray, SMPLArray
 
     bag, frames, rate = tmp_path / "sequence", 3, 10.0
@@ -289,7 +290,10 @@ def test_record_sim_sequence_writes_odom_tf_and_stable_ids(tmp_path, env, smpl_b
     plan = SequencePlan(SequenceSettings(persons=3, fps=rate, seed=SEED, moving_robot=True), smpl_body)
     store = make_typestore()
     tfs = _messages(bag, "/tf")
-    assert [t for _, t, _ in tfs] == [int(START * 1e9) + i * int(1e9 / rate) for i in range(frames)]
+    stamps = [int(START * 1e9) + i * int(1e9 / rate) for i in range(frames)]
+    assert [t for _, t, _ in tfs] == [s - TF_LEAD_NS for s in stamps]  # logged just before the frame's messages
+    headers = [store.deserialize_cdr(bytes(raw), TF_TYPE).transforms[0].header.stamp for _, _, raw in tfs]
+    assert [h.sec * 10**9 + h.nanosec for h in headers] == stamps
     for i, (_, _, raw) in enumerate(tfs):
         T = lookup_transform(transforms_from_tf(store, raw), "odom", "camera_optical")
         np.testing.assert_allclose(T, plan.T_odom_cam(i / rate), atol=1e-6)
