@@ -238,3 +238,19 @@ def test_concurrent_writers_and_readers():
     final = buffer.lookup("base", "lidar")
     assert final.stamp_ns == 2_999_000_000
     np.testing.assert_allclose(final.matrix, rigid([0, 0, 2.999], [2.999, 0, 0]), atol=1e-9)
+
+
+def test_a_strict_lookup_never_stands_an_older_transform_in_for_the_stamped_one():
+    """A moving frame (odom <- camera) must be known at the image's stamp; the extrinsics' fallback to the
+    latest transform would place the bodies where the robot was."""
+    from smplify3d_ros.extrinsics import ExtrinsicsSource
+
+    buffer = TfBuffer()
+    put(buffer, "odom", "camera", rigid([0, 0, 0], [0.5, 0, 0]), 1.0)
+    source = ExtrinsicsSource(buffer=buffer, timeout_s=0.01)
+    T, why = source.get(2.0, camera_frame="odom", lidar_frame="camera")
+    assert T is not None and why.startswith("tf latest")
+    T, why = source.get(2.0, camera_frame="odom", lidar_frame="camera", strict=True)
+    assert T is None and "odom <- camera at the image's stamp" in why
+    T, why = source.get(1.0, camera_frame="odom", lidar_frame="camera", strict=True)
+    assert why == "tf" and T[0, 3] == pytest.approx(0.5)
