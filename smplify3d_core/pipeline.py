@@ -18,15 +18,14 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
 import numpy as np
-import torch
 
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitCancelled, FitResult, SMPLify3D  # noqa: F401  (FitCancelled: raised by process)
-from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
+from smplify3d_core.fit.verdict import VerdictConfig
 from smplify3d_core.models import FrontEnds, load_models
 from smplify3d_core.observe import ObservedFrame, SensorFrame, complete_inits, observe_frame
 from smplify3d_core.pipeline_config import PipelineConfig
-from smplify3d_core.tracked_fit import PersonTrack, fit_tracked_frame
+from smplify3d_core.tracked_fit import PersonTrack, fit_tracked_frame, judge_fit
 from smplify3d_core.tracking import PersonTracker
 from smplify3d_core.types import FrameObservation
 
@@ -51,11 +50,7 @@ def fit_frame(frame: FrameObservation, fitter: SMPLify3D, verdict: Optional[Verd
     inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar, device=fitter.device,
                                          dtype=fitter.body.v_template.dtype)
     result = fitter.fit(inputs, should_stop=should_stop)
-    start = time.perf_counter()
-    with torch.no_grad():
-        rest = fitter.body(betas=result.betas.to(fitter.device, fitter.body.v_template.dtype)).vertices
-    apply_verdict(result, inputs, rest, verdict or VerdictConfig())
-    result.stage_seconds["verdict"] = time.perf_counter() - start
+    judge_fit(fitter, inputs, result, verdict or VerdictConfig())
     return FrameFit(frame, inputs, result)
 
 

@@ -30,6 +30,7 @@ from smplify3d_core.fit.batches import scatter_persons, select_persons
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitResult, SMPLify3D, WarmStart
 from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, TrackPrediction
 from smplify3d_core.types import FrameObservation, PersonObservation, SMPLParams
 
@@ -65,16 +66,12 @@ class TrackedFit:
     dropped: List[Tuple[str, str]]
 
 
-def _transform(T: np.ndarray, point: np.ndarray) -> np.ndarray:
-    return T[:3, :3] @ point + T[:3, 3]
-
-
 def detection_of(person: PersonObservation, T_track_cam: np.ndarray, min_points: int) -> Detection:
     """The tracker's view of ``person``: the median of its LiDAR points in the tracking frame (None
     with fewer than ``min_points`` points) and its box."""
     points = np.asarray(person.points, dtype=np.float64).reshape(-1, 3)
     points = points[np.all(np.isfinite(points), axis=1)]
-    position = _transform(T_track_cam, np.median(points, axis=0)) if len(points) >= min_points else None
+    position = transform_points(T_track_cam, np.median(points, axis=0))[0] if len(points) >= min_points else None
     return Detection(position, np.asarray(person.bbox_xywh, dtype=np.float64))
 
 
@@ -196,7 +193,7 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
             continue
         pelvis = merged.joints[k, 0].double().numpy()
         root = Rotation.from_rotvec(merged.global_orient[k].double().numpy()).as_matrix()
-        bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=_transform(T_track_cam, pelvis),
+        bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=transform_points(T_track_cam, pelvis)[0],
                                root_rotation=T_track_cam[:3, :3] @ root, body_pose=merged.body_pose[k].double().numpy(),
                                betas=merged.betas[k].double().numpy())
     ids = tracker.update(stamp, detections, matches, bodies)

@@ -31,6 +31,8 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.transform import Rotation
 
+from smplify3d_core.geometry.transforms import transform_points
+
 
 NO_MATCH_COST = 1e6
 TIME_JUMP_S = 0.5  # a stamp this far before the previous frame's restarts the tracker
@@ -88,7 +90,6 @@ class Track:
     root_rotation: Optional[np.ndarray] = None
     shape_sum: np.ndarray = field(default_factory=lambda: np.zeros(10))
     good_frames: int = 0
-    frames: int = 0
 
     @property
     def shape(self) -> Optional[np.ndarray]:
@@ -126,10 +127,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = max(w, 0.0) * max(h, 0.0)
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
-
-
-def _transform(T: np.ndarray, point: np.ndarray) -> np.ndarray:
-    return T[:3, :3] @ point + T[:3, 3]
 
 
 class PersonTracker:
@@ -217,7 +214,7 @@ class PersonTracker:
         if track.previous_pose is not None and t_prev is not None and t_now > t_prev:
             rate = (stamp - t_now) / (t_now - t_prev)
             pose = pose + self.config.pose_extrapolation * min(rate, 2.0) * (track.pose - track.previous_pose)
-        pelvis_cam = _transform(T_cam_track, self.predicted_pelvis(track, stamp))
+        pelvis_cam = transform_points(T_cam_track, self.predicted_pelvis(track, stamp))[0]
         root = T_cam_track[:3, :3] @ track.root_rotation
         return TrackPrediction(Rotation.from_matrix(root).as_rotvec(), pose, track.shape, pelvis_cam, track.good_frames,
                                track.good_frames >= self.config.shape_frames)
@@ -247,8 +244,6 @@ class PersonTracker:
                 self.births.append(track_id)
                 if body is not None and body.valid:
                     self._take_fit(track, detection, body, stamp)
-                elif detection.position is not None:
-                    track.frames += 1
                 continue
             track = self.tracks[match]
             ids.append(match)
@@ -260,7 +255,6 @@ class PersonTracker:
                 self._take_fit(track, detection, body, stamp)
             elif detection.position is not None:
                 self._correct(track, detection.position - track.offset)
-                track.frames += 1
         return ids
 
     def restart(self, track_id: int) -> None:
@@ -302,4 +296,3 @@ class PersonTracker:
             track.shape_sum = track.shape_sum + np.asarray(body.betas, dtype=np.float64)
             track.good_frames += 1
         track.last_fit = stamp
-        track.frames += 1

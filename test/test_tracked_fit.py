@@ -7,6 +7,7 @@ import torch
 
 from smplify3d_core.fit.batches import scatter_persons, select_persons
 from smplify3d_core.fit.config import FitConfig
+from smplify3d_core.eval.stream import standing_height
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.models import build_fitter
 from smplify3d_core.pipeline import FrameProcessor, FrameStatus
@@ -33,12 +34,6 @@ def _frame(body, placements, index):
 
 def _standing(lateral=0.0, distance=5.0, yaw=0.3):
     return PersonPlacement(distance=distance, lateral=lateral, yaw=yaw, pose="standing", betas=BETAS)
-
-
-def _height(body, betas):
-    with torch.no_grad():
-        rest = body(betas=torch.as_tensor(np.asarray(betas)[None], dtype=body.v_template.dtype)).vertices[0]
-    return float(rest[:, 1].max() - rest[:, 1].min())
 
 
 def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(smpl_body, fitter):
@@ -70,7 +65,7 @@ def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(
     np.testing.assert_allclose(betas[6], track.shape, atol=1e-5)
     # single-frame cold fits of this person are 3.7 cm short on average (1.730 m for 1.767 m over six
     # frames); the fused shape carries that bias (5.1 cm when 8 fits are fused; the bench reports it per track)
-    assert abs(_height(smpl_body, track.shape) - _height(smpl_body, BETAS)) < 0.06
+    assert abs(standing_height(smpl_body, track.shape) - standing_height(smpl_body, BETAS)) < 0.06
 
 
 def test_a_new_person_entering_gets_a_cold_fit_and_a_new_id(smpl_body, fitter):

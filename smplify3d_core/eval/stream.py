@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from smplify3d_core.eval.metrics import score_against_truth
 from smplify3d_core.eval.motion import acceleration_error, identity_switches
+from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation
 
 
@@ -41,10 +42,6 @@ def standing_height(body, betas: np.ndarray) -> float:
         rest = body(betas=torch.as_tensor(np.asarray(betas)[None], dtype=body.v_template.dtype,
                                           device=body.v_template.device)).vertices[0]
     return float(rest[:, 1].max() - rest[:, 1].min())
-
-
-def _transform(T: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ T[:3, :3].T + T[:3, 3]
 
 
 def _mean(values: List[float]) -> float:
@@ -90,8 +87,8 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                 for key in scores:
                     scores[key].append(float(score[key][0]))
                 predicted.setdefault(person.tracking_id, {})[item.index] = \
-                    _transform(item.T_world_cam, result.joints[k].double().numpy()) * 1000.0
-                truth.setdefault(person.tracking_id, {})[item.index] = _transform(item.T_world_cam, true.joints) * 1000.0
+                    transform_points(item.T_world_cam, result.joints[k].double().numpy()) * 1000.0
+                truth.setdefault(person.tracking_id, {})[item.index] = transform_points(item.T_world_cam, true.joints) * 1000.0
         assignments.append(assigned)
         for person_id, track_id in assigned.items():
             track = processor.tracker.tracks.get(track_id)
