@@ -67,7 +67,8 @@ def test_quick_bench_report(quick_report):
     for stage in ("icp", "stage1", "stage2", "stage3"):
         assert timings["stage_seconds_mean"][stage] >= 0
     speed = report["speed"]
-    assert speed["persons"] == 2 and speed["wall_s_median"] > 0
+    assert speed["persons"] == 2 and speed["wall_s_median"] > 0 and speed["body_pass_s"] > 0
+    assert speed["body_passes"] == pytest.approx(speed["wall_s_median"] / speed["body_pass_s"])
     assert set(speed["stage_seconds_median_run"]) >= {"icp", "stage1", "stage2", "stage3"}
 
     bad = list(_finite_numbers({k: report[k] for k in ("summary", "variants", "sweeps", "timings", "speed")}))

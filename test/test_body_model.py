@@ -74,3 +74,20 @@ def test_rotation_round_trips():
     torch.testing.assert_close(quarter @ torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64),
                                torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64))
     assert torch.allclose(axis_angle_to_matrix(torch.zeros(3)), torch.eye(3), rtol=0, atol=1e-7)
+
+
+def test_a_vertex_subset_is_posed_like_the_same_vertices_of_the_whole_mesh(smpl_body):
+    generator = torch.Generator().manual_seed(3)
+    params = dict(global_orient=0.5 * torch.randn(3, 3, generator=generator),
+                  body_pose=0.3 * torch.randn(3, 69, generator=generator),
+                  betas=torch.randn(3, 10, generator=generator), transl=torch.randn(3, 3, generator=generator))
+    ids = np.array([0, 5, 411, 3000, 6889])
+    whole = smpl_body(**params)
+    subset = smpl_body(**params, vertices=smpl_body.vertex_subset(ids))
+    torch.testing.assert_close(subset.vertices, whole.vertices[:, ids], rtol=0, atol=1e-5)
+    torch.testing.assert_close(subset.joints, whole.joints, rtol=0, atol=0)
+    torch.testing.assert_close(smpl_body.rest_joints(params["betas"]),
+                               torch.einsum("jv,bvc->bjc", smpl_body.J_regressor,
+                                            smpl_body(betas=params["betas"]).vertices), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="vertex ids"):
+        smpl_body.vertex_subset(np.array([6890]))

@@ -8,7 +8,7 @@ from smplify3d_core.fit.icp import apply_rigid_to_smpl, rigid_icp
 from smplify3d_core.fit.losses import occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import keypoint_visibility, occluded_joint_weights
 from smplify3d_core.body.tables import BODY_PARTS
-from smplify3d_core.geometry.nearest import chamfer_distance, nearest_indices, pad_point_sets
+from smplify3d_core.geometry.nearest import FixedPointsNearest, chamfer_distance, nearest_indices, pad_point_sets
 from smplify3d_core.geometry.rotations import axis_angle_to_matrix
 
 
@@ -176,3 +176,42 @@ def test_visibility_threshold_and_parts():
     assert not visibility.lidar_parts[0, names.index("l_foot")] and not visibility.lidar_parts[0, names.index("l_lower_leg")]
     assert visibility.lidar_parts[0, names.index("r_lower_leg")]
     assert visibility.image_parts[1].all()
+
+
+def test_icp_stops_early_for_an_aligned_person_and_still_aligns_the_other():
+    """Each person's ICP ends when its RMSE stops changing: an already aligned person takes a
+    couple of updates while the other, moved by a known transform, is still recovered."""
+    rng = np.random.default_rng(6)
+    aligned, moved = _body_like_cloud(rng), _body_like_cloud(rng)
+    rotation, translation = _known_transform(2)
+    src, src_mask = pad_point_sets([aligned, moved], dtype=torch.float64)
+    dst, dst_mask = pad_point_sets([aligned, moved @ rotation.T + translation], dtype=torch.float64)
+    result = rigid_icp(src, src_mask, dst, dst_mask, iterations=100, tolerance=1e-6)
+    assert int(result.person_iterations[0]) <= 2
+    assert int(result.person_iterations[1]) > int(result.person_iterations[0])
+    assert result.iterations < 100  # the loop ends once both have converged
+    np.testing.assert_allclose(result.rotation[0].numpy(), np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(result.translation[0].numpy(), 0.0, atol=1e-9)
+    np.testing.assert_allclose(result.rotation[1].numpy(), rotation, atol=1e-4)
+    np.testing.assert_allclose(result.translation[1].numpy(), translation, atol=1e-4)
+
+
+def test_fixed_points_index_gives_the_brute_force_neighbours_of_moving_queries():
+    """The index kept across optimizer steps answers like a fresh search at every step while
+    searching only the query points that moved too far from their last search."""
+    generator = torch.Generator().manual_seed(7)
+    points = torch.randn(3, 60, 3, generator=generator, dtype=torch.float64)
+    points_mask = torch.ones(3, 60, dtype=torch.bool)
+    points_mask[1, 40:] = False
+    points_mask[2, 2:] = False  # fewer points than candidates
+    query = torch.randn(3, 200, 3, generator=generator, dtype=torch.float64)
+    query_mask = torch.rand(3, 200, generator=generator) > 0.2
+    index = FixedPointsNearest(points, points_mask)
+    for step in range(12):
+        query = query + 0.01 * torch.randn(query.shape, generator=generator, dtype=torch.float64)
+        if step == 6:
+            query_mask = torch.rand(3, 200, generator=generator) > 0.2  # the mask may change too
+        found = index.query(query, query_mask)
+        expected = nearest_indices(query, points, points_mask, method="brute")
+        assert torch.equal(found[query_mask], expected[query_mask])
+    assert index.searches < 0.5 * 12 * int(query_mask.sum())

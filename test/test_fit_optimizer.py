@@ -430,3 +430,44 @@ def test_cpu_and_cuda_agree(smpl_body, quick_config, pair_scene, pair, pair_fit)
     distance = (result.vertices - pair_fit.vertices).norm(dim=-1)
     assert distance.max() < 0.005, distance.max()
     torch.testing.assert_close(result.transl, pair_fit.transl, rtol=0, atol=0.005)
+
+
+# ---------------------------------------------------------------------------- what the steps compute
+@pytest.fixture(scope="module")
+def body64(body_model_dir):
+    from smplify3d_core.body.model import SMPLBody
+
+    return SMPLBody.from_path(body_model_dir, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("dot_product_threshold", [-1.0, 0.2])
+def test_subset_skinning_gives_the_parameters_of_whole_mesh_skinning(body64, quick_config, pair_scene, pair,
+                                                                      dot_product_threshold):
+    """The steps pose only the vertices the losses read; the fit is the one that poses all 6890 at every
+    step (in float64, so that rounding does not hide a difference), with and without the normal test."""
+    results = {}
+    for subset in (True, False):
+        config = dataclasses.replace(quick_config, subset_skinning=subset, dot_product_threshold=dot_product_threshold)
+        results[subset] = _fit(build_fitter(body64, config), pair, pair_scene)
+    for key in ("global_orient", "body_pose", "betas", "transl", "vertices"):
+        np.testing.assert_allclose(getattr(results[True], key).numpy(), getattr(results[False], key).numpy(),
+                                   rtol=0, atol=1e-9, err_msg=key)
+    assert len(build_fitter(body64, quick_config).stage2_vertices.vertices) < 0.5 * body64.num_vertices
+
+
+def test_neighbours_kept_across_steps_give_the_fit_of_a_fresh_search_per_step(body64, quick_config, pair_scene, pair):
+    """The CPU path keeps each surface vertex's candidate LiDAR points between steps; the fit equals
+    the brute-force search of every step's neighbours."""
+    kept = _fit(build_fitter(body64, quick_config), pair, pair_scene)
+    fresh = _fit(build_fitter(body64, dataclasses.replace(quick_config, nearest_neighbours="brute")), pair, pair_scene)
+    for key in ("body_pose", "transl", "vertices", "chamfer_m2"):
+        np.testing.assert_allclose(getattr(kept, key).numpy(), getattr(fresh, key).numpy(), rtol=0, atol=1e-9,
+                                   err_msg=key)
+
+
+def test_one_off_warm_up_is_booked_apart_from_the_first_fits_stages(smpl_body, quick_config, pair_scene, pair):
+    fitter = build_fitter(smpl_body, quick_config)
+    first = _fit(fitter, pair, pair_scene)
+    second = _fit(fitter, pair, pair_scene)
+    assert first.stage_seconds["warm_up"] > 0 and "warm_up" not in second.stage_seconds
+    assert torch.equal(first.body_pose, second.body_pose)

@@ -3,11 +3,17 @@
 Equivalent to ``smplx.SMPL`` for the 24 SMPL joints and the 6890 vertices, but built
 from :class:`~smplify3d_core.body.loader.SMPLModelData` so that one loader serves
 real and synthetic model files. Device-agnostic: move it with ``.to(device)``.
+
+The kinematics are small functions that every caller shares: :func:`blend_shapes`,
+:func:`rest_joints` (a linear map of the betas, precomputed), :func:`forward_kinematics` and
+:func:`skin`. A pass can skin only some vertices (:meth:`SMPLBody.vertex_subset`): the joints
+are the same, the cost of the vertex part scales with the number of vertices skinned. A fit
+whose losses read a few thousand vertices need not pose all 6890 at every step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -15,20 +21,88 @@ import torch
 from smplify3d_core.body.loader import SMPLModelData, load_smpl_data
 from smplify3d_core.geometry.rotations import axis_angle_to_matrix
 
+NUM_JOINTS = 24
+POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207: (R_j - I) of the 23 body joints
+
 
 @dataclass
 class BodyOutput:
-    """vertices: (B, V, 3) metres; joints: (B, 24, 3) SMPL joints, metres."""
+    """vertices: (B, V, 3) metres (V: the skinned vertices); joints: (B, 24, 3) SMPL joints, metres."""
 
     vertices: torch.Tensor
     joints: torch.Tensor
 
 
+@dataclass
+class VertexSubset:
+    """The model's per-vertex buffers restricted to some vertices (what a pass over them reads).
+
+    vertex_ids: (S,) long ids into the full mesh; v_template: (S, 3) m; shapedirs: (S*3, K) m;
+    posedirs: (207, S*3) m; lbs_weights: (S, 24). Make one with :meth:`SMPLBody.vertex_subset`
+    and pass it to the body's forward as ``vertices=``.
+    """
+
+    vertex_ids: torch.Tensor
+    v_template: torch.Tensor
+    shapedirs: torch.Tensor
+    posedirs: torch.Tensor
+    lbs_weights: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.vertex_ids.shape[0])
+
+
+def blend_shapes(betas: torch.Tensor, v_template: torch.Tensor, shapedirs: torch.Tensor) -> torch.Tensor:
+    """Shaped rest-pose vertices: (B, K) betas, (S, 3) template, (S*3, >=K) directions -> (B, S, 3) m."""
+    count = v_template.shape[0]
+    return v_template + (betas @ shapedirs[:, : betas.shape[1]].T).reshape(betas.shape[0], count, 3)
+
+
+def rest_joints(betas: torch.Tensor, joint_template: torch.Tensor, joint_shapedirs: torch.Tensor) -> torch.Tensor:
+    """Rest-pose joints of shapes ``betas`` (B, K): ``J_regressor @ blend_shapes(betas)`` through its
+    precomputed linear map (joint_template (24, 3), joint_shapedirs (72, >=K)). Returns (B, 24, 3) m."""
+    return blend_shapes(betas, joint_template, joint_shapedirs)
+
+
+def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, parents: Sequence[int]):
+    """World rotations (B, 24, 3, 3) and positions (B, 24, 3) of the joints.
+
+    rotations: (B, 24, 3, 3) each joint's rotation relative to its parent; joints_rest: (B, 24, 3) m;
+    parents: the kinematic tree (parents[0] unused).
+    """
+    relative = joints_rest.clone()
+    relative[:, 1:] -= joints_rest[:, list(parents[1:])]
+    world_rot = [rotations[:, 0]]
+    world_pos = [joints_rest[:, 0]]
+    for j in range(1, NUM_JOINTS):
+        parent = parents[j]
+        world_rot.append(world_rot[parent] @ rotations[:, j])
+        world_pos.append(world_pos[parent] + (world_rot[parent] @ relative[:, j, :, None])[..., 0])
+    return torch.stack(world_rot, dim=1), torch.stack(world_pos, dim=1)
+
+
+def skin(shaped: torch.Tensor, rotations: torch.Tensor, world_rot: torch.Tensor, joints: torch.Tensor,
+         joints_rest: torch.Tensor, posedirs: torch.Tensor, lbs_weights: torch.Tensor) -> torch.Tensor:
+    """Posed vertices (B, S, 3) m of shaped rest vertices (B, S, 3): pose correctives, then linear blend
+    skinning with the joints' transforms x -> R_j (x - J_j^rest) + J_j (world_rot (B, 24, 3, 3), joints
+    and joints_rest (B, 24, 3)); posedirs (207, S*3), lbs_weights (S, 24) of the same vertices."""
+    batch, count = shaped.shape[:2]
+    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+    pose_feature = (rotations[:, 1:] - eye).reshape(batch, POSE_FEATURES)
+    posed = shaped + (pose_feature @ posedirs).reshape(batch, count, 3)
+    offsets = joints - (world_rot @ joints_rest[..., None])[..., 0]
+    per_joint = torch.cat([world_rot.reshape(batch, NUM_JOINTS, 9), offsets], dim=-1)  # (B, 24, 12)
+    blended = lbs_weights @ per_joint  # (B, S, 12): one matmul instead of S tiny ones
+    blended_rot = blended[..., :9].reshape(batch, count, 3, 3)
+    return (blended_rot * posed[:, :, None, :]).sum(-1) + blended[..., 9:]
+
+
 class SMPLBody(torch.nn.Module):
     """SMPL body model.
 
-    forward(global_orient (B,3), body_pose (B,69), betas (B,K<=num_betas), transl (B,3))
-    returns :class:`BodyOutput`. Rotations are axis-angle in radians, translation in metres.
+    forward(global_orient (B,3), body_pose (B,69), betas (B,K<=num_betas), transl (B,3), vertices=None)
+    returns :class:`BodyOutput`. Rotations are axis-angle in radians, translation in metres;
+    ``vertices`` (a :class:`VertexSubset`) skins only those vertices.
     """
 
     def __init__(self, data: SMPLModelData, num_betas: int = 10, dtype: torch.dtype = torch.float32) -> None:
@@ -37,14 +111,22 @@ class SMPLBody(torch.nn.Module):
             raise ValueError(f"the model {data.source} has {data.num_betas} shape directions, {num_betas} were asked for")
         self.data = data
         self.num_betas = num_betas
+        count = data.v_template.shape[0]
+        shapedirs = np.asarray(data.shapedirs[:, :, :num_betas], dtype=np.float64)
         self.register_buffer("v_template", torch.as_tensor(data.v_template, dtype=dtype))
-        self.register_buffer("shapedirs", torch.as_tensor(data.shapedirs[:, :, :num_betas], dtype=dtype))
+        self.register_buffer("shapedirs", torch.as_tensor(shapedirs, dtype=dtype))  # (V, 3, K)
         # (207, V*3) as in SMPL's pose blend shape product
-        self.register_buffer("posedirs", torch.as_tensor(data.posedirs.reshape(-1, 207).T, dtype=dtype))
+        self.register_buffer("posedirs", torch.as_tensor(data.posedirs.reshape(-1, POSE_FEATURES).T, dtype=dtype))
         self.register_buffer("J_regressor", torch.as_tensor(data.J_regressor, dtype=dtype))
         self.register_buffer("lbs_weights", torch.as_tensor(data.weights, dtype=dtype))
         self.register_buffer("faces_tensor", torch.as_tensor(data.faces, dtype=torch.long))
+        # the joint regressor applied to the template and to each shape direction (exact: both linear)
+        regressor = np.asarray(data.J_regressor, dtype=np.float64)
+        self.register_buffer("joint_template", torch.as_tensor(regressor @ data.v_template, dtype=dtype))
+        joint_dirs = np.einsum("jv,vck->jck", regressor, shapedirs).reshape(NUM_JOINTS * 3, num_betas)
+        self.register_buffer("joint_shapedirs", torch.as_tensor(joint_dirs, dtype=dtype))
         self.parents = [int(p) for p in data.parents]
+        self.num_vertices = count
 
     @classmethod
     def from_path(cls, path, gender: str = "neutral", num_betas: int = 10, device="cpu", dtype=torch.float32) -> "SMPLBody":
@@ -55,6 +137,23 @@ class SMPLBody(torch.nn.Module):
     def faces(self) -> np.ndarray:
         """(F, 3) int64 triangle vertex ids."""
         return self.data.faces
+
+    def vertex_subset(self, vertex_ids) -> VertexSubset:
+        """The buffers of vertices ``vertex_ids`` (S,) (ids into the 6890), on the body's current device."""
+        ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long, device=self.v_template.device)
+        if ids.ndim != 1 or (len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= self.num_vertices)):
+            raise ValueError(f"vertex ids must be a 1-D array of ids in [0, {self.num_vertices})")
+        columns = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
+        return VertexSubset(
+            vertex_ids=ids, v_template=self.v_template[ids].contiguous(),
+            shapedirs=self.shapedirs[ids].reshape(-1, self.num_betas).contiguous(),
+            posedirs=self.posedirs[:, columns].contiguous(), lbs_weights=self.lbs_weights[ids].contiguous(),
+        )
+
+    def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
+        """(B, 24, 3) rest-pose joints of shapes ``betas`` (B, K), metres (no translation)."""
+        betas = torch.as_tensor(betas, dtype=self.v_template.dtype, device=self.v_template.device)
+        return rest_joints(betas.reshape(-1, betas.shape[-1]), self.joint_template, self.joint_shapedirs)
 
     def _batch(self, tensor: Optional[torch.Tensor], batch: int, width: int) -> torch.Tensor:
         if tensor is None:
@@ -72,6 +171,7 @@ class SMPLBody(torch.nn.Module):
         body_pose: Optional[torch.Tensor] = None,
         betas: Optional[torch.Tensor] = None,
         transl: Optional[torch.Tensor] = None,
+        vertices: Optional[VertexSubset] = None,
     ) -> BodyOutput:
         first = next((torch.as_tensor(t) for t in (global_orient, body_pose, betas, transl) if t is not None), None)
         batch = first.shape[0] if first is not None and first.ndim > 1 else 1
@@ -81,36 +181,18 @@ class SMPLBody(torch.nn.Module):
         transl = self._batch(transl, batch, 3)
         if body_pose.shape[1] != 69 or global_orient.shape[1] != 3 or transl.shape[1] != 3:
             raise ValueError("expected global_orient (B,3), body_pose (B,69), transl (B,3)")
-        num_betas = betas.shape[1]
-        if num_betas > self.num_betas:
-            raise ValueError(f"got {num_betas} betas, the model was built with {self.num_betas}")
+        if betas.shape[1] > self.num_betas:
+            raise ValueError(f"got {betas.shape[1]} betas, the model was built with {self.num_betas}")
 
-        vertex_count = self.v_template.shape[0]
-        shapedirs = self.shapedirs[:, :, :num_betas].reshape(vertex_count * 3, num_betas)
-        shaped = self.v_template + (betas @ shapedirs.T).reshape(batch, vertex_count, 3)
-        joints_rest = self.J_regressor @ shaped  # (B, 24, 3)
-
-        full_pose = torch.cat([global_orient, body_pose], dim=1).reshape(batch, 24, 3)
-        rotations = axis_angle_to_matrix(full_pose)  # (B, 24, 3, 3)
-        eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-        pose_feature = (rotations[:, 1:] - eye).reshape(batch, -1)  # (B, 207)
-        posed = shaped + (pose_feature @ self.posedirs).reshape(batch, vertex_count, 3)
-
-        # forward kinematics: world rotation and position of every joint
-        relative = joints_rest.clone()
-        relative[:, 1:] -= joints_rest[:, self.parents[1:]]
-        world_rot = [rotations[:, 0]]
-        world_pos = [joints_rest[:, 0]]
-        for j in range(1, 24):
-            parent = self.parents[j]
-            world_rot.append(world_rot[parent] @ rotations[:, j])
-            world_pos.append(world_pos[parent] + (world_rot[parent] @ relative[:, j, :, None])[..., 0])
-        world_rot_t = torch.stack(world_rot, dim=1)  # (B, 24, 3, 3)
-        joints = torch.stack(world_pos, dim=1)  # (B, 24, 3)
-        # skinning transforms map rest-pose points: x -> R_j (x - J_j^rest) + J_j^posed
-        offsets = joints - (world_rot_t @ joints_rest[..., None])[..., 0]
-        per_joint = torch.cat([world_rot_t.reshape(batch, 24, 9), offsets], dim=-1)  # (B, 24, 12)
-        blended = self.lbs_weights @ per_joint  # (B, V, 12): one matmul instead of V tiny ones
-        blended_rot = blended[..., :9].reshape(batch, vertex_count, 3, 3)
-        vertices = (blended_rot * posed[:, :, None, :]).sum(-1) + blended[..., 9:]
-        return BodyOutput(vertices=vertices + transl[:, None], joints=joints + transl[:, None])
+        if vertices is None:
+            template, shapedirs = self.v_template, self.shapedirs.reshape(-1, self.num_betas)
+            posedirs, lbs_weights = self.posedirs, self.lbs_weights
+        else:
+            template, shapedirs, posedirs, lbs_weights = (vertices.v_template, vertices.shapedirs, vertices.posedirs,
+                                                          vertices.lbs_weights)
+        shaped = blend_shapes(betas, template, shapedirs)
+        joints_rest = rest_joints(betas, self.joint_template, self.joint_shapedirs)
+        rotations = axis_angle_to_matrix(torch.cat([global_orient, body_pose], dim=1).reshape(batch, NUM_JOINTS, 3))
+        world_rot, joints = forward_kinematics(rotations, joints_rest, self.parents)
+        posed = skin(shaped, rotations, world_rot, joints, joints_rest, posedirs, lbs_weights)
+        return BodyOutput(vertices=posed + transl[:, None], joints=joints + transl[:, None])

@@ -37,6 +37,7 @@ def config_dir() -> Path:
 class IcpConfig:
     enabled: bool = True
     iterations: int = 100
+    tolerance_m: float = 1e-4
     keep_rotation: bool = False
     max_distance_m: Optional[float] = None
 
@@ -89,6 +90,8 @@ class FitConfig:
     use_lidar: bool = True
     min_lidar_points: int = 10
     nearest_neighbours: str = "auto"
+    subset_skinning: bool = True
+    visible_surface_refresh_steps: int = 1
     pose_prior_path: Optional[str] = None
     icp: IcpConfig = field(default_factory=IcpConfig)
     stage1: Stage1Config = field(default_factory=Stage1Config)
@@ -115,6 +118,9 @@ class FitConfig:
             else:
                 values[key] = value
         config = cls(**values)
+        if int(config.visible_surface_refresh_steps) < 1:
+            raise ValueError(f"{source}: visible_surface_refresh_steps must be at least 1, got "
+                             f"{config.visible_surface_refresh_steps!r}")
         if config.nearest_neighbours not in ("auto", "kdtree", "brute"):
             raise ValueError(f"{source}: nearest_neighbours must be auto, kdtree or brute, got {config.nearest_neighbours!r}")
         return config

@@ -19,7 +19,8 @@ class RigidTransform:
     """x -> scale * rotation @ x + translation, per person.
 
     rotation: (B, 3, 3); translation: (B, 3) metres; scale: (B,); rmse: (B,) metres of the
-    final correspondences; iterations: how many ICP steps ran.
+    final correspondences; iterations: how many ICP steps ran; person_iterations: (B,) how many
+    updates each person's transform got before it converged (None when not tracked).
     """
 
     rotation: torch.Tensor
@@ -27,6 +28,7 @@ class RigidTransform:
     scale: torch.Tensor
     rmse: torch.Tensor
     iterations: int
+    person_iterations: Optional[torch.Tensor] = None
 
     def apply(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 3) -> (B, N, 3)."""
@@ -89,7 +91,7 @@ def rigid_icp(
     with_rotation: bool = True,
     with_scale: bool = False,
     max_distance: Optional[float] = None,
-    tolerance: float = 1e-7,
+    tolerance: float = 1e-4,
     init_from_bbox: bool = True,
 ) -> RigidTransform:
     """Point-to-point ICP of ``source`` onto ``target`` for every person at once.
@@ -97,9 +99,10 @@ def rigid_icp(
     source: (B, N, 3) with mask (B, N); target: (B, M, 3) with mask (B, M). Initialised by
     the difference of the bounding-box centres (``init_from_bbox``). Correspondences farther
     than ``max_distance`` metres are ignored. A person whose RMSE changes by less than
-    ``tolerance`` metres keeps its transform from then on, so that its result does not depend on
-    the others in the batch; stops early when every person has. Persons with no valid source or
-    target points keep the identity.
+    ``tolerance`` metres between two iterations has converged: it keeps its transform from then on
+    (so that its result does not depend on the others in the batch) and is no longer searched;
+    the loop stops when every person has. Only the masked source points are searched. Persons
+    with no valid source or target points keep the identity.
     """
     batch = source.shape[0]
     dtype, device = source.dtype, source.device
@@ -113,15 +116,16 @@ def rigid_icp(
     transform = RigidTransform(rotation, translation, scale, torch.zeros(batch, dtype=dtype, device=device), 0)
     previous = torch.full((batch,), float("inf"), dtype=dtype, device=device)
     converged = torch.zeros(batch, dtype=torch.bool, device=device)
+    updates = torch.zeros(batch, dtype=torch.long, device=device)
     index = None if source.is_cuda else BatchedKDTree(target, target_mask)
 
-    def nearest(points):
-        return nearest_indices(points, target, target_mask) if index is None else index.query(points)
+    def nearest(points, rows):
+        return nearest_indices(points, target, target_mask) if index is None else index.query(points, rows)
 
     steps = 0
     for steps in range(1, iterations + 1):
         moved = transform.apply(source)
-        match = nearest(moved)
+        match = nearest(moved, source_mask & ~converged[:, None])
         matched = torch.gather(target, 1, match[..., None].expand(-1, -1, 3))
         distance = (moved - matched).norm(dim=-1)
         weights = source_mask & target_mask.any(1, keepdim=True)
@@ -136,6 +140,7 @@ def rigid_icp(
         new_scale, new_rotation, new_translation = weighted_similarity(source, matched, weights.to(dtype), with_rotation,
                                                                        with_scale)
         keep = ~(weights.any(1)) | converged
+        updates += (~keep).long()
         transform = RigidTransform(
             torch.where(keep[:, None, None], transform.rotation, new_rotation),
             torch.where(keep[:, None], transform.translation, new_translation),
@@ -144,11 +149,12 @@ def rigid_icp(
             steps,
         )
     moved = transform.apply(source)
-    match = nearest(moved)
+    match = nearest(moved, source_mask)
     distance = (moved - torch.gather(target, 1, match[..., None].expand(-1, -1, 3))).norm(dim=-1)
     weights = source_mask & usable[:, None]
     transform.rmse = torch.sqrt((distance ** 2 * weights).sum(1) / weights.sum(1).clamp(min=1))
     transform.iterations = steps
+    transform.person_iterations = updates
     return transform
 
 

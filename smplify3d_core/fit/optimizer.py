@@ -8,6 +8,12 @@ Stages (Adam, lr from the config, betas (0.9, 0.999)):
   3. image alignment — translation; reprojection + 3D chamfer.
 before which the visibility filter runs and ICP rigidly aligns the visible surface to the points.
 
+The optimizer steps skin only the vertices their losses read (``subset_skinning``): stage 1 the
+vertices of the COCO joint regressor, stage 2 those and the uniform surface subset of the chamfer
+term; the whole mesh is posed for ICP, for the visible-surface test when it needs normals (every
+``visible_surface_refresh_steps`` stage-2 steps) and once for the output. Skinning is per vertex,
+so the result is that of skinning the whole mesh at every step.
+
 A person whose loss turns non-finite keeps its last finite parameters and is flagged
 ``non_finite_loss``; the others go on unaffected.
 
@@ -27,7 +33,7 @@ from typing import Optional
 
 import torch
 
-from smplify3d_core.body.model import SMPLBody
+from smplify3d_core.body.model import SMPLBody, VertexSubset
 from smplify3d_core.body.priors import MaxMixturePosePrior, angle_prior, shape_prior
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.fit.config import FitConfig
@@ -36,7 +42,7 @@ from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
 from smplify3d_core.fit.verdict import VerdictMeasures
-from smplify3d_core.geometry.nearest import BatchedKDTree, chamfer_distance
+from smplify3d_core.geometry.nearest import FixedPointsNearest, chamfer_distance
 
 
 @dataclass
@@ -91,6 +97,16 @@ class WarmStart:
     anchor_pose: Optional[torch.Tensor] = None
 
 
+@dataclass
+class _SkinnedVertices:
+    """What one optimizer step skins: ``vertices`` (None: the whole mesh), the COCO regressor over them
+    (17, S) and where the uniform surface subset lies among them ((M,) index, None if not all of it)."""
+
+    vertices: Optional[VertexSubset]
+    coco_regressor: torch.Tensor
+    surface_index: Optional[torch.Tensor]
+
+
 class FitCancelled(Exception):
     """Raised by :meth:`SMPLify3D.fit` between two optimizer steps when its ``should_stop`` says so."""
 
@@ -106,37 +122,102 @@ class SMPLify3D:
         self.device = torch.device(device)
         self.body = body.to(self.device)
         self.config = config
-        self.pose_prior = pose_prior.to(self.device)
+        self.pose_prior = pose_prior.to(self.device, body.v_template.dtype)
         self.seed = seed
         tables = body_tables(body.data)
-        self.coco_regressor = torch.as_tensor(tables.coco17_regressor, dtype=body.v_template.dtype, device=self.device)
+        dtype = body.v_template.dtype
+        self.coco_regressor = torch.as_tensor(tables.coco17_regressor, dtype=dtype, device=self.device)
         self.surface = VisibleSurface(tables, body.faces, device=self.device)
+        # what the optimizer steps skin: stage 1 the COCO regressor's vertices, stage 2 those and the surface
+        coco_ids = torch.nonzero(self.coco_regressor.abs().sum(0) > 0).flatten()
+        self.whole_mesh = _SkinnedVertices(None, self.coco_regressor, self.surface.subset)
+        self.stage1_vertices = self._skinned_vertices(coco_ids)
+        self.stage2_vertices = self._skinned_vertices(torch.cat([coco_ids, self.surface.subset]).unique())
+        self.warm_up_seconds: Optional[float] = None  # set by the first fit (see :meth:`warm_up`)
+
+    def warm_up(self) -> float:
+        """Run every kind of step once on a dummy person (autograd, Adam, the body passes, the priors,
+        the neighbour search) so that one-off start-up costs of torch are not booked into the first
+        frame's stages; :meth:`fit` calls it once. Returns the seconds it took."""
+        start = time.perf_counter()
+        dtype = self.body.v_template.dtype
+        pose = torch.zeros(1, 69, dtype=dtype, device=self.device, requires_grad=True)
+        params = {"global_orient": torch.zeros(1, 3, dtype=dtype, device=self.device), "body_pose": pose,
+                  "betas": torch.zeros(1, self.body.num_betas, dtype=dtype, device=self.device),
+                  "transl": torch.tensor([[0.0, 0.0, 5.0]], dtype=dtype, device=self.device)}
+        optimizer = torch.optim.Adam([pose], lr=self.config.learning_rate)
+        for skinned in (self.stage1_vertices, self.stage2_vertices):
+            coco, surface = self._posed(params, skinned)
+            loss = coco.square().sum() + self.pose_prior(pose).sum() + angle_prior(pose).sum()
+            if surface is not None:
+                index = self._nearest_index(surface.detach()[:, :10], torch.ones(1, 10, dtype=torch.bool, device=self.device))
+                mask = torch.ones(surface.shape[:2], dtype=torch.bool, device=self.device)
+                loss = loss + chamfer_distance(surface, mask, surface.detach()[:, :10], mask[:, :10],
+                                               method=self.config.nearest_neighbours, points_index=index).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            self.body(**{k: v.detach() for k, v in params.items()})
+        self.warm_up_seconds = time.perf_counter() - start
+        return self.warm_up_seconds
 
     # -- helpers -------------------------------------------------------------------------
+    def _skinned_vertices(self, vertex_ids: torch.Tensor) -> "_SkinnedVertices":
+        subset = self.body.vertex_subset(vertex_ids.cpu().numpy())
+        surface = torch.searchsorted(subset.vertex_ids, self.surface.subset)
+        covered = bool((surface < len(subset)).all()) and bool((subset.vertex_ids[surface.clamp(max=len(subset) - 1)]
+                                                                  == self.surface.subset).all())
+        return _SkinnedVertices(subset, self.coco_regressor[:, subset.vertex_ids].contiguous(), surface if covered else None)
+
     def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(B, 17, 3) COCO joints of the whole mesh's vertices (B, V, 3)."""
         return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
+
+    def _posed(self, params: dict, skinned: "_SkinnedVertices"):
+        """One body pass over ``skinned``'s vertices (the whole mesh when ``subset_skinning`` is off).
+
+        Returns (COCO joints (B, 17, 3), the uniform surface subset (B, M, 3) or None when ``skinned``
+        does not cover it), metres, camera frame."""
+        if not self.config.subset_skinning:
+            skinned = self.whole_mesh
+        out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"],
+                        vertices=skinned.vertices)
+        coco = torch.einsum("jv,bvc->bjc", skinned.coco_regressor, out.vertices)
+        surface = None if skinned.surface_index is None else out.vertices[:, skinned.surface_index]
+        return coco, surface
 
     def rest_pelvis(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 3) the rest-pose pelvis (SMPL joint 0) of shapes ``betas`` (B, 10), metres."""
-        return self._root_rest(betas)
+        return self.body.rest_joints(betas)[:, 0]
 
-    def _root_rest(self, betas: torch.Tensor) -> torch.Tensor:
-        shaped = self.body.v_template + torch.einsum("bk,vjk->bvj", betas, self.body.shapedirs[:, :, : betas.shape[1]])
-        return torch.einsum("v,bvc->bc", self.body.J_regressor[0], shaped)
-
-    def _points_index(self, inputs: FitInputs, use_3d: torch.Tensor):
-        """A KD-tree over the (fixed) LiDAR points, built once per fit on the CPU path."""
+    def _nearest_index(self, points: torch.Tensor, mask: torch.Tensor) -> Optional[FixedPointsNearest]:
+        """A nearest-neighbour index over fixed ``points`` (B, N, 3) with ``mask`` (B, N), kept across the
+        optimizer steps of one fit on the CPU path (None on CUDA or with brute-force neighbours)."""
         if self.device.type == "cuda" or self.config.nearest_neighbours == "brute":
             return None
-        return BatchedKDTree(inputs.points, inputs.points_mask & use_3d[:, None])
+        return FixedPointsNearest(points, mask)
 
-    def _chamfer(self, vertices, inputs: FitInputs, lidar_parts, use_3d, points_index=None, surface_mask=None) -> torch.Tensor:
-        if surface_mask is None:
-            surface_mask = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin, self.config.dot_product_threshold)
+    def _chamfer(self, surface: torch.Tensor, surface_mask: torch.Tensor, inputs: FitInputs, use_3d: torch.Tensor,
+                 points_index=None, surface_index=None, surface_shift=None) -> torch.Tensor:
+        """(B,) chamfer distance (m²) between the masked surface subset (B, M, 3) and each person's points;
+        the indexes as in :func:`~smplify3d_core.geometry.nearest.chamfer_distance`."""
         return chamfer_distance(
-            vertices[:, self.surface.subset], surface_mask & use_3d[:, None], inputs.points, inputs.points_mask & use_3d[:, None],
-            method=self.config.nearest_neighbours, points_index=points_index,
+            surface, surface_mask & use_3d[:, None], inputs.points, inputs.points_mask & use_3d[:, None],
+            method=self.config.nearest_neighbours, points_index=points_index, surface_index=surface_index,
+            surface_shift=surface_shift,
         )
+
+    def _surface_mask(self, params: dict, lidar_parts: torch.Tensor, inputs: FitInputs,
+                      full_vertices: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, M) visible-surface mask of the bodies ``params``; poses the whole mesh (no gradient) only when
+        the test needs vertex normals and ``full_vertices`` (B, V, 3) are not given."""
+        threshold = self.config.dot_product_threshold
+        if threshold > -1.0 and full_vertices is None:
+            with torch.no_grad():
+                full_vertices = self.body(params["global_orient"], params["body_pose"], params["betas"],
+                                          params["transl"]).vertices
+        return self.surface.mask(full_vertices, lidar_parts, inputs.sensor_origin, threshold)
 
     def _median_point_distance(self, surface: torch.Tensor, surface_mask: torch.Tensor, inputs: FitInputs) -> torch.Tensor:
         """(B,) median distance (m) of each person's LiDAR points to its nearest visible surface vertex
@@ -209,8 +290,10 @@ class SMPLify3D:
         """
         cfg = self.config
         schedule = cfg.tracking
-        torch.manual_seed(self.seed)
         timings: dict = {}
+        if self.warm_up_seconds is None:
+            timings["warm_up"] = self.warm_up()
+        torch.manual_seed(self.seed)
         stage_losses: dict = {}
         flags = [list(f) for f in inputs.flags]
         batch = inputs.batch_size
@@ -255,10 +338,10 @@ class SMPLify3D:
                     out.vertices[:, self.surface.subset], surface_mask, inputs.points, inputs.points_mask,
                     iterations=schedule.icp_iterations if warm is not None else cfg.icp.iterations,
                     with_rotation=not cfg.icp.keep_rotation,
-                    max_distance=cfg.icp.max_distance_m,
+                    max_distance=cfg.icp.max_distance_m, tolerance=cfg.icp.tolerance_m,
                 )
                 new_orient, new_transl = apply_rigid_to_smpl(
-                    params["global_orient"], params["transl"], self._root_rest(params["betas"]),
+                    params["global_orient"], params["transl"], self.rest_pelvis(params["betas"]),
                     transform.rotation, transform.translation,
                 )
                 moved = surface_mask.any(1)
@@ -274,24 +357,32 @@ class SMPLify3D:
             if warm.anchor_pose is not None:
                 init_body_pose = warm.anchor_pose.to(self.device, inputs.init_body_pose.dtype)
         lidar_parts = visibility.lidar_parts
-        points_index = self._points_index(inputs, use_3d) if cfg.use_lidar else None
+        points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
 
         def stage1_loss(p):
-            out = self.body(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
-            reprojection = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K,
-                                             cfg.stage1.sigma_px, True)
+            coco, _ = self._posed(p, self.stage1_vertices)
+            reprojection = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, cfg.stage1.sigma_px, True)
             return reprojection + cfg.stage1.shape_weight ** 2 * shape_prior(p["betas"])
 
+        # which surface vertices face the sensor: fixed by the parts when no normal test is asked for,
+        # else recomputed every ``visible_surface_refresh_steps`` passes
+        stage2_mask = {"calls": 0, "mask": None}
+
         def stage2_loss(p):
-            out = self.body(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
+            coco, surface = self._posed(p, self.stage2_vertices)
+            refresh = max(1, int(cfg.visible_surface_refresh_steps))
+            if stage2_mask["mask"] is None or (cfg.dot_product_threshold > -1.0 and stage2_mask["calls"] % refresh == 0):
+                stage2_mask["mask"] = self._surface_mask(p, lidar_parts, inputs)
+            stage2_mask["calls"] += 1
             s2 = cfg.stage2
-            loss = reprojection_loss(self._coco_joints(out.vertices), inputs.keypoints, image_conf, inputs.K, s2.sigma_px, True)
+            loss = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, s2.sigma_px, True)
             loss = loss + s2.pose_weight ** 2 * self.pose_prior(p["body_pose"])
             loss = loss + s2.angle_weight ** 2 * angle_prior(p["body_pose"])
             loss = loss + s2.shape_weight ** 2 * shape_scale * shape_prior(p["betas"])
             loss = loss + s2.deviation_weight ** 2 * occluded_part_deviation(p["body_pose"], init_body_pose, deviation_weights)
             if cfg.use_lidar:
-                loss = loss + s2.pointcloud_weight ** 2 * self._chamfer(out.vertices, inputs, lidar_parts, use_3d, points_index)
+                loss = loss + s2.pointcloud_weight ** 2 * self._chamfer(surface, stage2_mask["mask"], inputs, use_3d,
+                                                                        points_index)
             if warm is not None:
                 loss = loss + schedule.temporal_pose_weight ** 2 * ((p["body_pose"] - predicted_pose) ** 2).sum(1)
             return loss
@@ -312,20 +403,20 @@ class SMPLify3D:
         start = time.perf_counter()
         with torch.no_grad():
             posed = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
-            base_vertices = posed.vertices - params["transl"][:, None]
-            base_coco = self._coco_joints(base_vertices)
-        surface_cache = {}
+            base_surface = posed.vertices[:, self.surface.subset] - params["transl"][:, None]
+            base_coco = self._coco_joints(posed.vertices) - params["transl"][:, None]
+            # a pure translation hardly changes which vertices face the sensor: one mask for the stage
+            stage3_mask = self._surface_mask(params, lidar_parts, inputs, posed.vertices) if cfg.use_lidar else None
+            # the surface only translates: the points' nearest vertices come from one index over it
+            surface_index = self._nearest_index(base_surface, stage3_mask & use_3d[:, None]) if cfg.use_lidar else None
 
         def stage3_loss(p):
-            vertices = base_vertices + p["transl"][:, None]
             loss = reprojection_loss(base_coco + p["transl"][:, None], inputs.keypoints, image_conf, inputs.K,
                                      cfg.stage3.sigma_px, False)
             loss = loss + cfg.stage3.shape_weight ** 2 * shape_prior(p["betas"])
             if cfg.use_lidar:
-                if "mask" not in surface_cache:  # a pure translation hardly changes which vertices face the sensor
-                    surface_cache["mask"] = self.surface.mask(vertices, lidar_parts, inputs.sensor_origin,
-                                                              cfg.dot_product_threshold)
-                chamfer = self._chamfer(vertices, inputs, lidar_parts, use_3d, points_index, surface_cache["mask"])
+                shift = p["transl"][:, None]
+                chamfer = self._chamfer(base_surface + shift, stage3_mask, inputs, use_3d, points_index, surface_index, shift)
                 loss = loss + cfg.stage3.pointcloud_weight ** 2 * chamfer
             if warm is not None:
                 loss = loss + schedule.temporal_transl_weight ** 2 * ((p["transl"] - predicted_transl) ** 2).sum(1)
@@ -340,8 +431,9 @@ class SMPLify3D:
             coco = self._coco_joints(out.vertices)
             reprojection_px = mean_reprojection_error(coco, inputs.keypoints,
                                                       visibility.image_keypoints & (inputs.confidence > 0), inputs.K)
-            chamfer = self._chamfer(out.vertices, inputs, lidar_parts, use_3d,
-                                    points_index) if cfg.use_lidar else torch.zeros(batch, device=self.device)
+            chamfer = (self._chamfer(out.vertices[:, self.surface.subset],
+                                     self._surface_mask(params, lidar_parts, inputs, out.vertices), inputs, use_3d,
+                                     points_index) if cfg.use_lidar else torch.zeros(batch, device=self.device))
         valid = inputs.usable & torch.isfinite(out.vertices).all(2).all(1)
         return FitResult(
             global_orient=params["global_orient"].cpu(), body_pose=params["body_pose"].cpu(),

@@ -39,7 +39,9 @@ class BatchedKDTree:
         mask_np = ref_mask.detach().cpu().numpy().astype(bool)
         self.has_points = mask_np.any(1)
         self.valid_ids = [np.flatnonzero(mask_np[b]) for b in range(ref.shape[0])]
-        self.trees = [cKDTree(ref_np[b, ids]) if len(ids) else None for b, ids in enumerate(self.valid_ids)]
+        # unbalanced trees without node compaction: built about twice as fast, queried as fast
+        self.trees = [cKDTree(ref_np[b, ids], balanced_tree=False, compact_nodes=False) if len(ids) else None
+                      for b, ids in enumerate(self.valid_ids)]
 
     def query(self, query: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, 3) -> (B, N) index into each person's ref points (0 where it has none).
@@ -61,6 +63,82 @@ class BatchedKDTree:
                     _, nearest = tree.query(query_np[b, rows])
                     out[b, rows] = self.valid_ids[b][nearest]
         return torch.from_numpy(out).to(query.device)
+
+    def query_candidates(self, query: torch.Tensor, query_mask: torch.Tensor, count: int):
+        """The ``count`` nearest ref points of the ``query_mask`` (B, N) entries of ``query`` (B, N, 3)
+        and the distance of the next one.
+
+        Returns (ids (B, N, count) into each person's ref points, nearest first; distances (B, N, count)
+        m; the (count+1)-th nearest distance (B, N) m). Where a person has fewer points the missing
+        ids repeat the nearest one with an infinite distance, and so does the bound; entries outside
+        the mask or of persons without points: ids 0, distances infinite.
+        """
+        query_np = query.detach().cpu().numpy()
+        mask_np = query_mask.detach().cpu().numpy().astype(bool)
+        ids = np.zeros(query.shape[:2] + (count,), dtype=np.int64)
+        distances = np.full(query.shape[:2] + (count + 1,), np.inf, dtype=np.float64)
+        for b, tree in enumerate(self.trees):
+            rows = np.flatnonzero(mask_np[b])
+            if tree is None or not len(rows):
+                continue
+            found_distance, found = tree.query(query_np[b, rows], k=count + 1)
+            missing = found >= len(self.valid_ids[b])
+            found = np.where(missing, found[:, :1], found)
+            ids[b, rows] = self.valid_ids[b][found[:, :count]]
+            distances[b, rows] = np.where(missing, np.inf, found_distance)
+        distances = torch.from_numpy(distances).to(query.device, query.dtype)
+        return torch.from_numpy(ids).to(query.device), distances[..., :count], distances[..., count]
+
+
+def _candidate_distances(query: torch.Tensor, ref: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(B, N, K) distances from query (B, N, 3) to its candidates (B, N, K) ids into ref (B, M, 3)."""
+    batch, count, k = candidates.shape
+    rows = candidates + (torch.arange(batch, device=ref.device) * ref.shape[1])[:, None, None]
+    positions = ref.reshape(-1, 3).index_select(0, rows.reshape(-1)).reshape(batch, count, k, 3)
+    return (query[:, :, None] - positions).norm(dim=-1)
+
+
+class FixedPointsNearest:
+    """Nearest neighbours in fixed points ``ref`` (B, M, 3) for query points that move a little between calls.
+
+    Built once per fit over the LiDAR points and queried at every optimizer step with the moving
+    surface. Each query point keeps its ``candidates`` nearest ref points from its last search and
+    the distance d of the next one. While the point has moved by less than d minus its distance to
+    the nearest candidate, no other ref point can be nearer (triangle inequality), so the nearest
+    candidate is the exact answer (ties aside); only the other points are searched again. Same
+    interface as :class:`BatchedKDTree` (``query(query (B, N, 3), query_mask (B, N)) -> (B, N)``).
+    """
+
+    def __init__(self, ref: torch.Tensor, ref_mask: torch.Tensor, candidates: int = 4) -> None:
+        self.ref = ref.detach()
+        self.tree = BatchedKDTree(ref, ref_mask)
+        self.count = int(candidates)
+        self.searched_at = None  # (B, N, 3) where each query point was last searched
+        self.candidates = None  # (B, N, K) its nearest ref points then
+        self.bound = None  # (B, N) the distance of the next ref point then, m
+        self.searches = 0  # query points searched so far (for benchmarks)
+
+    def query(self, query: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
+        query = query.detach()
+        if query_mask is None:
+            query_mask = torch.ones(query.shape[:2], dtype=torch.bool, device=query.device)
+        if self.searched_at is None or self.searched_at.shape != query.shape:
+            self.searched_at = torch.full_like(query, float("nan"))
+            self.candidates = torch.zeros(query.shape[:2] + (self.count,), dtype=torch.long, device=query.device)
+            self.bound = torch.zeros(query.shape[:2], dtype=query.dtype, device=query.device)
+        nearest_distance, nearest = _candidate_distances(query, self.ref, self.candidates).min(-1)
+        moved = (query - self.searched_at).norm(dim=-1)
+        stale = query_mask & ~(nearest_distance < self.bound - moved)  # never searched: moved is NaN
+        if bool(stale.any()):
+            ids, _, bound = self.tree.query_candidates(query, stale, self.count)
+            self.candidates = torch.where(stale[..., None], ids, self.candidates)
+            self.bound = torch.where(stale, bound, self.bound)
+            self.searched_at = torch.where(stale[..., None], query, self.searched_at)
+            nearest = torch.where(stale, 0, nearest)
+            self.searches += int(stale.sum())
+        found = torch.gather(self.candidates, 2, nearest[..., None])[..., 0]
+        return torch.where(query_mask, found, torch.zeros_like(found))
+
 
 @torch.no_grad()
 def nearest_indices(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch.Tensor | None = None,
@@ -93,7 +171,9 @@ def chamfer_distance(
     points: torch.Tensor,
     points_mask: torch.Tensor,
     method: str = "auto",
-    points_index: "BatchedKDTree | None" = None,
+    points_index: "BatchedKDTree | FixedPointsNearest | None" = None,
+    surface_index: "FixedPointsNearest | None" = None,
+    surface_shift: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bidirectional chamfer distance per person (m²).
 
@@ -101,14 +181,21 @@ def chamfer_distance(
     plus the same from the LiDAR points to the surface. surface: (B, N, 3) with mask (B, N);
     points: (B, M, 3) with mask (B, M). Persons without valid points on either side get 0.
     Differentiable with respect to both point sets. ``points_index``: a prebuilt
-    :class:`BatchedKDTree` of ``points`` (CPU), reused across calls when the points stay fixed.
+    :class:`BatchedKDTree` or :class:`FixedPointsNearest` of ``points`` (CPU), reused across calls
+    when the points stay fixed. ``surface_index``: for a surface that only moves by a translation,
+    a :class:`FixedPointsNearest` over ``surface − surface_shift`` (surface_shift (B, 1, 3) m, the
+    translation), so that the points' nearest vertices are found without a tree over the moving surface.
     """
     use_kdtree = method == "kdtree" or (method == "auto" and not surface.is_cuda)
     with torch.no_grad():
         if use_kdtree:
             index = points_index if points_index is not None else BatchedKDTree(points, points_mask)
             to_points = index.query(surface, surface_mask)
-            to_surface = BatchedKDTree(surface, surface_mask).query(points, points_mask)
+            if surface_index is not None:
+                shift = 0.0 if surface_shift is None else surface_shift.detach()
+                to_surface = surface_index.query(points - shift, points_mask)
+            else:
+                to_surface = BatchedKDTree(surface, surface_mask).query(points, points_mask)
         else:
             to_points = nearest_indices(surface, points, points_mask, method)
             to_surface = nearest_indices(points, surface, surface_mask, method)
