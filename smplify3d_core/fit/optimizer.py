@@ -241,6 +241,7 @@ class SMPLify3D:
         optimizer = torch.optim.Adam(list(leaves.values()), lr=learning_rate or self.config.learning_rate,
                                      betas=(0.9, 0.999))
         last_good = {k: v.detach().clone() for k, v in leaves.items()}
+        holds: dict = {}  # per leaf, (B, 1) persons whose values stay as they are this step
         first_loss = None
         losses = None
         for _ in range(iterations):
@@ -250,8 +251,9 @@ class SMPLify3D:
             losses = loss_fn({**params, **leaves})
             finite = torch.isfinite(losses)
             newly_bad = active & ~finite
-            for b in torch.nonzero(newly_bad).flatten().tolist():
-                flags[b].append(f"non_finite_loss_{name}")
+            if bool(newly_bad.any()):
+                for b in torch.nonzero(newly_bad).flatten().tolist():
+                    flags[b].append(f"non_finite_loss_{name}")
             active &= finite
             if first_loss is None:
                 first_loss = losses.detach().clone()
@@ -260,17 +262,15 @@ class SMPLify3D:
                 total.backward()
             with torch.no_grad():
                 for key, leaf in leaves.items():
+                    hold = ~active | frozen[key] if key in frozen else ~active
+                    holds[key] = hold[:, None]
                     if leaf.grad is not None:
-                        leaf.grad[~active] = 0.0
-                        if key in frozen:
-                            leaf.grad[frozen[key]] = 0.0
-                        leaf.grad.nan_to_num_(0.0, 0.0, 0.0)
-                        last_good[key][active] = leaf[active].detach()
+                        leaf.grad.masked_fill_(holds[key], 0.0).nan_to_num_(0.0, 0.0, 0.0)
+                        last_good[key] = torch.where(active[:, None], leaf, last_good[key])
             optimizer.step()
             with torch.no_grad():
                 for key, leaf in leaves.items():
-                    hold = ~active | frozen[key] if key in frozen else ~active
-                    leaf[hold] = last_good[key][hold]
+                    leaf.copy_(torch.where(holds[key], last_good[key], leaf))
         with torch.no_grad():
             final = loss_fn({**params, **leaves})
             for key, leaf in leaves.items():
