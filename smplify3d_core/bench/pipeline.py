@@ -22,10 +22,11 @@ cloud checks, LiDAR visibility of the keypoints...) and ``total``; the five add 
 
 The networks have random weights: the architecture, not the weights, sets their cost. Their
 outputs are garbage, though — flat heatmaps (mean keypoint score about 0.06, so
-``min_keypoint_score`` is set to 0 to keep the persons) and arbitrary bodies — so every fit fails the
-verdict, no track ever has a valid fit to start warm from, and the tracked frames are fitted cold
-like the first one (``warm_fits`` 0): with ``network_outputs="random"`` (the default) the tracked
-figures are what a frame costs when tracking does not help. ``network_outputs="simulated"`` runs the
+``min_keypoint_score`` is set to 0 to keep the persons) and arbitrary bodies — so nearly every fit
+fails the verdict, hardly a track has a valid fit to start warm from (the odd one that does fails its
+warm fit and is restarted cold), and the tracked frames are fitted cold like the first one: with
+``network_outputs="random"`` (the default) the tracked figures are what a frame costs when tracking
+does not help. ``network_outputs="simulated"`` runs the
 same networks on the same crops (timed in full) and then hands the fit the simulator's keypoints and
 initial estimates of the person whose box overlaps each proposal most, as trained networks would
 roughly give: the fits pass the verdict, the persons are tracked warm and the tracked figures show
@@ -286,8 +287,8 @@ def print_pipeline_report(report: dict, out=None) -> None:
                                                for r in report["rows"]) +
       f" (in view: {report['rows'][0]['persons_in_view'] if report['rows'] else []})")
     if report["network_outputs"] == "random":
-        p("random outputs: the fits fail the verdict, so no track starts warm and the tracked frames cost what cold "
-          "ones do; --network-outputs simulated shows the steady state of a tracked stream")
+        p("random outputs: the fits fail the verdict, so the tracks do not start warm and the tracked frames cost what "
+          "cold ones do; --network-outputs simulated shows the steady state of a tracked stream")
 
 
 def pipeline_bench_command(args) -> int:
