@@ -71,6 +71,28 @@ class FrontEnds:
     keypoints: object = None
     initial_smpl: object = None
 
+    def describe(self) -> str:
+        """Which front-ends run, in words: e.g. ``"ViTPose-S (flip test off), CLIFF-Res50"``, or
+        ``"keypoints from observations, initial estimates from observations"`` when neither is loaded."""
+        keypoints = _front_end_label(self.keypoints, "keypoints", "variant", lambda estimator, variant: (
+            f"ViTPose-{variant.upper()} (flip test {'on' if getattr(estimator, 'flip_test', False) else 'off'})"))
+        initial_smpl = _front_end_label(self.initial_smpl, "initial estimates", "encoder_name",
+                                        lambda _, encoder: f"CLIFF-{CLIFF_ENCODER_LABELS.get(encoder, encoder)}")
+        return f"{keypoints}, {initial_smpl}"
+
+
+#: How the CLIFF encoders are written in logs and reports.
+CLIFF_ENCODER_LABELS = {"res50": "Res50", "hr48": "HR48"}
+
+
+def _front_end_label(estimator, what: str, attribute: str, label) -> str:
+    """``label(estimator, value)`` for an estimator whose network has ``attribute`` (the ViTPose variant, the
+    CLIFF encoder); "<what> from observations" without an estimator; else "<what> from <its class>"."""
+    if estimator is None:
+        return f"{what} from observations"
+    value = getattr(getattr(estimator, "model", None), attribute, None)
+    return f"{what} from {type(estimator).__name__}" if value is None else label(estimator, value)
+
 
 def load_front_ends(config: PipelineConfig) -> FrontEnds:
     """ViTPose and CLIFF from ``vitpose_checkpoint`` / ``cliff_checkpoint`` (an empty path: not loaded)."""

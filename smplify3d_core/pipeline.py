@@ -70,7 +70,10 @@ class FrameOutcome:
     fit: the fitted and judged persons (FITTED only); tracks: one :class:`PersonTrack` per fitted
         person (id, age, warm-started, restarted); track_ids: their ids.
     dropped: (person, reason) of the candidates that were not fitted (weak keypoints, beyond
-        ``max_persons``...); stage_seconds: wall time per stage, s, with ``total``.
+        ``max_persons``...); stage_seconds: wall time per stage, s: ``proposals`` (segmentation and
+        crops), ``keypoints`` (ViTPose), ``initial_smpl`` (CLIFF, every call of the frame), ``fit``
+        (the whole tracked fit step: association, inputs, the optimizer, the verdict, restarts; CLIFF
+        excluded), the optimizer's own steps inside it (``icp``, ``stage1``...) and ``total`` (the frame).
     cloud_points: (valid points, points used): fewer used when the cloud was thinned.
     """
 
@@ -156,14 +159,18 @@ class FrameProcessor:
     def _fit_observed(self, observed: ObservedFrame, start: float, stamp: float, T_track_cam=None,
                       should_stop=None) -> FrameOutcome:
         common = dict(cloud_points=observed.cloud_points)
+        fit_start, cliff_before = time.perf_counter(), observed.stage_seconds.get("initial_smpl", 0.0)
         tracked = fit_tracked_frame(observed.frame, self.fitter, self.tracker, self.config, stamp, T_track_cam,
                                     self._complete_inits(observed), should_stop)
+        fit_seconds = time.perf_counter() - fit_start - (observed.stage_seconds.get("initial_smpl", 0.0) - cliff_before)
         stage_seconds = dict(observed.stage_seconds)
         dropped = list(observed.dropped) + tracked.dropped
         if tracked.result is None:
+            stage_seconds["fit"] = fit_seconds
             stage_seconds["total"] = time.perf_counter() - start
             return FrameOutcome(FrameStatus.EMPTY, stage_seconds=stage_seconds, dropped=dropped, **common)
         stage_seconds.update(tracked.result.stage_seconds)
+        stage_seconds["fit"] = fit_seconds
         stage_seconds["total"] = time.perf_counter() - start
         fit = FrameFit(tracked.frame, tracked.inputs, tracked.result)
         return FrameOutcome(FrameStatus.FITTED, fit=fit, tracks=tracked.tracks, stage_seconds=stage_seconds,

@@ -29,6 +29,9 @@ hold nobody to fit) gives an empty SMPLArray and deletes the markers.
 
 /diagnostics: OK while frames are fitted; WARN when no synchronized frame arrived for
 ``input_timeout`` s; ERROR when frames arrive but none was fitted for as long (every one skipped).
+Once configured, its ``front_ends`` key (and one start-up log line) says which front-ends run, the
+ViTPose variant and CLIFF encoder read from the checkpoints: e.g. "ViTPose-S (flip test off),
+CLIFF-Res50", or "keypoints from observations, initial estimates from observations".
 
 Shutdown: SIGTERM or SIGINT at any time ends the process with exit code 0: during start-up the
 model loading is abandoned, during a fit the optimizer stops before its next step.
@@ -331,6 +334,7 @@ class SMPLify3DNode(LifecycleNode):
         self.fitter = self.processor.fitter
         self.get_logger().info(f"fitting on {self.fitter.device} with preset {config.preset}; body model "
                                f"{self.fitter.body.data.source}")
+        self.get_logger().info(f"front-ends: {self.processor.front_ends.describe()}")
 
     # -- callbacks (never block) ----------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -580,6 +584,8 @@ class SMPLify3DNode(LifecycleNode):
                   "busy": str(busy).lower(),
                   "tracks_alive": str(len(self.processor.tracker.tracks) if self.processor is not None else 0),
                   "lifecycle_state": self._lifecycle_label()}
+        if self.processor is not None:  # which networks run (read from the checkpoints), e.g. ViTPose-S, CLIFF-Res50
+            values["front_ends"] = self.processor.front_ends.describe()
         if self._sync is not None:
             values.update({"sync_backend": self._sync.backend,
                            "unsynchronized_drops": str(self._sync.unsynchronized_drops)})

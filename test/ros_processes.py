@@ -22,7 +22,7 @@ def ros_domain_id(salt: int) -> int:
     Salts in use: 0 test_ros_integration, 1 test_ros_messages, 2 test_launch, 3 test_ros_sync_markers,
     4 test_ros_demo, 7 test_ros_bags, 10-19 test_ros_robustness (in turn, one per node it starts), 20-29
     test_ros_tf, 40-44 test_ros_process_faults, 45 test_ros_lifecycle, 46-47 test_ros_tracking, 48 test_ros_bag_tracking,
-    30 test_ros_verdict.
+    30 test_ros_verdict, 49 test_ros_front_ends.
     """
     return VALID_DOMAIN_IDS[(os.getpid() * 53 + salt) % len(VALID_DOMAIN_IDS)]
 

@@ -168,3 +168,98 @@ def test_sequence_bench_runs_cold_and_tracked_on_the_same_frames(smpl_body, caps
     assert set(report["targets"]) >= {"speed_met", "pve_met", "accel_met", "id_switches_met"}
     print_sequence_report(report)
     assert "tracked" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- bench --pipeline
+def _small_pipeline_settings(**changes):
+    from smplify3d_core.bench.pipeline import COMBINATIONS, PipelineBenchSettings
+    from smplify3d_core.sim.presets import get_preset
+
+    small = get_preset("humanm3").with_changes(name="small", image_width=640, image_height=360, focal_px=470.0,
+                                               lidar_beams=64, lidar_azimuth_res_deg=0.25)
+    return PipelineBenchSettings(persons=2, frames=2, preset=small, combinations=COMBINATIONS[:1], **changes)
+
+
+def _short_fit_config():
+    import dataclasses
+
+    from smplify3d_core.fit.config import FitConfig
+
+    config = FitConfig.preset("humanm3")
+    return dataclasses.replace(config, stage1=dataclasses.replace(config.stage1, iterations=5),
+                               stage2=dataclasses.replace(config.stage2, iterations=15),
+                               stage3=dataclasses.replace(config.stage3, iterations=5))
+
+
+@pytest.fixture(scope="module")
+def pipeline_report(smpl_body):
+    """``bench --pipeline --quick`` on a small image: 2 persons, 2 frames, ViTPose-S + CLIFF-Res50."""
+    from smplify3d_core.bench.pipeline import run_pipeline_bench
+
+    return run_pipeline_bench(smpl_body, _short_fit_config(), _small_pipeline_settings(), progress=False)
+
+
+def _check_stages(stages):
+    from smplify3d_core.bench.pipeline import STAGES
+
+    assert set(stages) == set(STAGES) | {"total"}
+    measured = sum(stages[k] for k in ("proposals", "keypoints", "initial_smpl", "fit"))
+    assert all(stages[k] >= 0 for k in STAGES if k != "other")
+    assert measured <= stages["total"] + 1e-9, stages
+    assert stages["other"] >= -1e-9 and sum(stages[k] for k in STAGES) == pytest.approx(stages["total"], abs=1e-9)
+
+
+def test_pipeline_bench_times_every_stage_of_the_frame(pipeline_report):
+    report = json.loads(json.dumps(pipeline_report))  # JSON-ready as it is
+    for key in ("device", "torch_threads", "persons", "flip_test", "rows"):
+        assert key in report, key
+    assert report["persons"] == 2 and report["flip_test"] is False and report["network_outputs"] == "random"
+    (row,) = report["rows"]
+    assert (row["vitpose"], row["cliff"]) == ("S", "res50")
+    for kind in ("cold", "tracked"):
+        _check_stages(row[kind])
+    cold = row["cold"]
+    assert cold["keypoints"] > 0 and cold["initial_smpl"] > 0 and cold["fit"] > 0  # ViTPose and CLIFF ran
+    assert row["frames_per_second"] == pytest.approx(1.0 / row["tracked"]["total"])
+    assert row["persons_fitted"] == [2, 2]
+    # random outputs: the fits (nearly always) fail the verdict, so the tracked frame's persons are fitted cold again
+    assert row["warm_fits"] + row["cold_fits"] == 2 and row["cold_fits"] >= 1
+    assert row["tracked"]["initial_smpl"] > 0  # CLIFF ran again for those
+
+
+def test_pipeline_bench_with_simulated_outputs_tracks_warm(smpl_body):
+    """The networks still run in full, but the fit gets the simulator's outputs: the tracked persons start warm
+    and CLIFF does not run for them."""
+    from smplify3d_core.bench.pipeline import run_pipeline_bench
+
+    report = run_pipeline_bench(smpl_body, _short_fit_config(), _small_pipeline_settings(network_outputs="simulated"),
+                                progress=False)
+    (row,) = report["rows"]
+    _check_stages(row["tracked"])
+    assert row["cold"]["initial_smpl"] > 0 and row["tracked"]["keypoints"] > 0
+    assert row["warm_fits"] >= 1 and row["warm_fits"] + row["cold_fits"] == 2
+    if row["cold_fits"] == 0:
+        assert row["tracked"]["initial_smpl"] == 0.0
+
+
+def test_pipeline_bench_command_quick_writes_the_report(pipeline_report, tmp_path, monkeypatch, capsys):
+    """``smplify3d bench --pipeline --quick --json``: one combination, 3 frames, flip test off, the table and the JSON."""
+    from smplify3d_core.bench import pipeline
+    from smplify3d_core.cli import main
+
+    asked = {}
+
+    def fake_run(body, fit_config, settings, device="cpu", progress=True):
+        asked["settings"] = settings
+        return pipeline_report
+
+    monkeypatch.setattr(pipeline, "run_pipeline_bench", fake_run)
+    code = main(["bench", "--pipeline", "--quick", "--no-progress", "--device", "cpu", "--json", str(tmp_path / "p.json")])
+    assert code == 0
+    settings = asked["settings"]
+    assert settings.combinations == (("s", "res50"),) and settings.frames == 3 and settings.persons == 5
+    assert settings.flip_test is False and settings.network_outputs == "random"
+    out = json.loads((tmp_path / "p.json").read_text())["pipeline"]
+    assert out["rows"][0]["cold"].keys() == pipeline_report["rows"][0]["cold"].keys()
+    printed = capsys.readouterr().out
+    assert "flip test off" in printed and "tracked" in printed and "Res50" in printed

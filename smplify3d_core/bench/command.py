@@ -54,6 +54,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     quick = bool(args.quick)
     if args.sequence or args.moving_robot:
         return _cmd_sequence_bench(args)
+    if args.pipeline:
+        from smplify3d_core.bench.pipeline import pipeline_bench_command
+
+        return pipeline_bench_command(args)
     if args.perception:
         from smplify3d_core.bench.perception import perception_bench_command
         from smplify3d_core.models import resolve_device
@@ -142,6 +146,14 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small fast run (2 scenes, 2 persons, 3+2 sweep points)")
     p.add_argument("--perception", action="store_true",
                    help="time the learned front-ends instead (ViTPose-B/L, CLIFF-HR48/Res50, random weights, per person)")
+    p.add_argument("--pipeline", action="store_true",
+                   help="time whole frames through the node's frame path instead: proposals, ViTPose, CLIFF, tracked "
+                        "fit, per ViTPose-S/B x CLIFF-Res50/HR48 (random weights); cold and tracked frames "
+                        "(--persons default 5, --frames default 6, 3 with --quick; --quick: ViTPose-S + CLIFF-Res50)")
+    p.add_argument("--flip-test", action="store_true", help="--pipeline: ViTPose with flip test (default off)")
+    p.add_argument("--network-outputs", default="random", choices=("random", "simulated"),
+                   help="--pipeline: fit the random networks' own outputs (no track ever starts warm), or the "
+                        "simulator's keypoints and initial estimates in their place (the networks still run)")
     p.add_argument("--sequence", action="store_true",
                    help="fit one simulated sequence cold and tracked instead: speed, PVE/MPJPE/PA-MPJPE, acceleration "
                         "error, identity switches (default 5 persons, 60 frames at 10 Hz; --persons, --frames, --fps)")

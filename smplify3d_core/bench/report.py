@@ -39,6 +39,17 @@ def clean_json(obj):
     return obj
 
 
+def write_json_report(path, payload: dict) -> Path:
+    """Write ``payload`` (cleaned with :func:`clean_json`) as indented JSON to ``path`` (folders made); say so."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean_json(payload), indent=1, allow_nan=False))
+    print(f"wrote {path}")
+    return path
+
+
 def _mean_pelvis_init(report: dict) -> float:
     """Mean absolute pelvis error (mm) of the initial estimates over the report's persons; NaN without persons."""
     errors = [row["pelvis_error_init_mm"] for row in report["persons"]]
