@@ -122,10 +122,10 @@ def _fit_and_measure(frame, fitter, scene_id: str) -> dict:
 
 
 # ---------------------------------------------------------------------------- parts
-def body_pass_seconds(body, persons: int, device, repeats: int = BODY_PASS_REPEATS, seed: int = 0) -> float:
-    """Median seconds of one forward + backward pass of the whole SMPL body (all 6890 vertices and the 24
-    joints) for ``persons`` bodies in random poses, gradients to all parameters, over ``repeats`` runs
-    after two untimed ones: the unit in which :func:`run_speed` counts a frame's cost."""
+def body_pass_seconds(body, persons: int, device, repeats: int = BODY_PASS_REPEATS, seed: int = 0) -> List[float]:
+    """Seconds of ``repeats`` forward + backward passes of the whole SMPL body (all 6890 vertices and the 24
+    joints) for ``persons`` bodies in random poses, gradients to all parameters, after two untimed ones:
+    the unit in which :func:`run_speed` counts a frame's cost."""
     generator = torch.Generator().manual_seed(seed)
     model = body.to(device)
     dtype = model.v_template.dtype
@@ -145,21 +145,29 @@ def body_pass_seconds(body, persons: int, device, repeats: int = BODY_PASS_REPEA
             times.append(time.perf_counter() - start)
         for param in params:
             param.grad = None
-    return float(np.median(times))
+    return times
 
 
 def run_speed(body, config, preset: str, persons: int, repeats: int, device, seed: int) -> dict:
     """Time fitting one frame of ``persons`` persons (after one warm-up fit); per-stage split; the frame's
-    cost in whole-body forward + backward passes of the same batch (``body_passes``)."""
+    cost in whole-body forward + backward passes of the same batch (``body_passes``). The body passes
+    are timed between the fits (before, between and after them), so that a machine whose speed drifts
+    (a shared CPU) slows both alike; ``body_pass_s`` is their median."""
     scene = simulate_scene(body, persons=persons, preset=preset, seed=scene_seed(seed, 999))
     fitter = build_fitter(body, config, device=device, seed=seed)
     warm = _fit_and_measure(scene.frame, fitter, "speed")
-    runs = [_fit_and_measure(scene.frame, fitter, "speed") for _ in range(max(1, repeats))]
+    repeats = max(1, repeats)
+    per_gap = max(5, -(-BODY_PASS_REPEATS // (repeats + 1)))
+    pass_times = body_pass_seconds(fitter.body, persons, fitter.device, per_gap, seed)
+    runs = []
+    for _ in range(repeats):
+        runs.append(_fit_and_measure(scene.frame, fitter, "speed"))
+        pass_times += body_pass_seconds(fitter.body, persons, fitter.device, per_gap, seed)
     order = np.argsort([r["wall_s"] for r in runs])
     median = runs[int(order[len(order) // 2])]
     stages = {k: float(median["stages"].get(k, 0.0)) for k in STAGES}
     stages["inputs_and_other"] = max(0.0, median["wall_s"] - sum(stages.values()))
-    pass_s = body_pass_seconds(fitter.body, persons, fitter.device, seed=seed)
+    pass_s = float(np.median(pass_times))
     body_passes = median["wall_s"] / pass_s
     return {
         "persons": persons,
@@ -171,6 +179,7 @@ def run_speed(body, config, preset: str, persons: int, repeats: int, device, see
         "wall_s_min": min(r["wall_s"] for r in runs),
         "stage_seconds_median_run": stages,
         "body_pass_s": pass_s,
+        "body_pass_count": len(pass_times),
         "body_passes": body_passes,
         "stage_body_passes": {k: v / pass_s for k, v in stages.items()},
         "target_body_passes": TARGET_BODY_PASSES,
