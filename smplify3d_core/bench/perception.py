@@ -1,6 +1,6 @@
 """``smplify3d bench --perception``: per-person latency of the learned front-ends.
 
-Times ViTPose (B, L) and CLIFF (HRNet-W48, ResNet-50) end to end (crop, network, decode) on
+Times ViTPose (S, B, L) and CLIFF (HRNet-W48, ResNet-50) end to end (crop, network, decode) on
 a simulated frame, with random weights — the architectures, not the weights, set the speed.
 """
 from __future__ import annotations
@@ -83,7 +83,7 @@ def perception_bench_command(body, device, json_path=None, quick: bool = False, 
     rows = run_perception_bench(
         scene.frame.image, boxes, scene.frame.camera.K, device,
         batch_sizes=(1, 2) if quick else (1, 8), repeats=1 if quick else 2,
-        vitpose_variants=("b",) if quick else ("b", "l"), cliff_encoders=("res50",) if quick else ("hr48", "res50"),
+        vitpose_variants=("b",) if quick else ("s", "b", "l"), cliff_encoders=("res50",) if quick else ("hr48", "res50"),
     )
     print_perception_rows(rows, device)
     if json_path:

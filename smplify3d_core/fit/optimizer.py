@@ -232,8 +232,9 @@ class SMPLify3D:
                    flags: list, result_losses: dict, should_stop=None, learning_rate: Optional[float] = None,
                    frozen: Optional[dict] = None) -> None:
         """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses.
-        frozen: parameter name -> (B,) bool, persons whose parameter stays as it is.
-        Raises FitCancelled before a step when ``should_stop()`` is true."""
+        frozen: parameter name -> (B,) bool, persons whose parameter stays as it is. ``active`` (B,) is
+        updated in place; a person whose loss turned non-finite is flagged once the stage ends (no
+        host round trip inside the loop). Raises FitCancelled before a step when ``should_stop()`` is true."""
         if iterations <= 0 or not trainable:
             return
         frozen = frozen or {}
@@ -244,17 +245,13 @@ class SMPLify3D:
         holds: dict = {}  # per leaf, (B, 1) persons whose values stay as they are this step
         first_loss = None
         losses = None
+        active_before = active.clone()
         for _ in range(iterations):
             if should_stop is not None and should_stop():
                 raise FitCancelled(f"fit cancelled in {name}")
             optimizer.zero_grad(set_to_none=False)
             losses = loss_fn({**params, **leaves})
-            finite = torch.isfinite(losses)
-            newly_bad = active & ~finite
-            if bool(newly_bad.any()):
-                for b in torch.nonzero(newly_bad).flatten().tolist():
-                    flags[b].append(f"non_finite_loss_{name}")
-            active &= finite
+            active &= torch.isfinite(losses)
             if first_loss is None:
                 first_loss = losses.detach().clone()
             total = torch.where(active, losses, torch.zeros_like(losses)).sum()
@@ -277,6 +274,8 @@ class SMPLify3D:
                 bad = ~torch.isfinite(leaf).all(1)
                 leaf[bad] = last_good[key][bad]
                 params[key] = leaf.detach()
+        for b in torch.nonzero(active_before & ~active).flatten().tolist():
+            flags[b].append(f"non_finite_loss_{name}")
         result_losses[name] = (first_loss.cpu(), final.detach().cpu())
 
     # -- main entry ------------------------------------------------------------------------
