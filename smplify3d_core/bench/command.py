@@ -145,7 +145,8 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed; scene i uses simulator seed 1000*seed+i")
     p.add_argument("--quick", action="store_true", help="a small fast run (2 scenes, 2 persons, 3+2 sweep points)")
     p.add_argument("--perception", action="store_true",
-                   help="time the learned front-ends instead (ViTPose-S/B/L, CLIFF-HR48/Res50, random weights, per person, batch 1 and 8)")
+                   help="time the learned front-ends instead (ViTPose-S/B/L, CLIFF-HR48/Res50, random weights, "
+                        "per person, batch 1 and 8)")
     p.add_argument("--pipeline", action="store_true",
                    help="time whole frames through the node's frame path instead: proposals, ViTPose, CLIFF, tracked "
                         "fit, per ViTPose-S/B x CLIFF-Res50/HR48 (random weights); cold and tracked frames "
