@@ -66,36 +66,40 @@ class BatchedKDTree:
 
     def query_candidates(self, query: torch.Tensor, query_mask: torch.Tensor, count: int):
         """The ``count`` nearest ref points of the ``query_mask`` (B, N) entries of ``query`` (B, N, 3)
-        and the distance of the next one.
+        and the distance of the next one, for those entries only.
 
-        Returns (ids (B, N, count) into each person's ref points, nearest first; distances (B, N, count)
-        m; the (count+1)-th nearest distance (B, N) m). Where a person has fewer points the missing
-        ids repeat the nearest one with an infinite distance, and so does the bound; entries outside
-        the mask or of persons without points: ids 0, distances infinite.
+        Returns (rows (S,) flat indices b * N + n of the searched entries; ids (S, count) into each
+        person's ref points, nearest first; the (count+1)-th nearest distance (S,) m). Where a person
+        has fewer points the missing ids repeat the nearest one and the bound is infinite; entries of
+        persons without points are not returned.
         """
         query_np = query.detach().cpu().numpy()
         mask_np = query_mask.detach().cpu().numpy().astype(bool)
-        ids = np.zeros(query.shape[:2] + (count,), dtype=np.int64)
-        distances = np.full(query.shape[:2] + (count + 1,), np.inf, dtype=np.float64)
+        width = query.shape[1]
+        rows, ids, bounds = [], [], []
         for b, tree in enumerate(self.trees):
-            rows = np.flatnonzero(mask_np[b])
-            if tree is None or not len(rows):
+            selected = np.flatnonzero(mask_np[b])
+            if tree is None or not len(selected):
                 continue
-            found_distance, found = tree.query(query_np[b, rows], k=count + 1)
-            missing = found >= len(self.valid_ids[b])
-            found = np.where(missing, found[:, :1], found)
-            ids[b, rows] = self.valid_ids[b][found[:, :count]]
-            distances[b, rows] = np.where(missing, np.inf, found_distance)
-        distances = torch.from_numpy(distances).to(query.device, query.dtype)
-        return torch.from_numpy(ids).to(query.device), distances[..., :count], distances[..., count]
+            distance, found = tree.query(query_np[b, selected], k=count + 1)
+            found = np.where(found >= len(self.valid_ids[b]), found[:, :1], found)
+            rows.append(b * width + selected)
+            ids.append(self.valid_ids[b][found[:, :count]])
+            bounds.append(distance[:, count])
+        device = query.device
+        if not rows:
+            return (torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, count, dtype=torch.long, device=device),
+                    torch.zeros(0, dtype=query.dtype, device=device))
+        return (torch.from_numpy(np.concatenate(rows)).to(device), torch.from_numpy(np.concatenate(ids)).to(device),
+                torch.from_numpy(np.concatenate(bounds)).to(device, query.dtype))
 
 
 def _candidate_distances(query: torch.Tensor, ref: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(B, N, K) distances from query (B, N, 3) to its candidates (B, N, K) ids into ref (B, M, 3)."""
+    """(B, N, K) squared distances from query (B, N, 3) to its candidates (B, N, K) ids into ref (B, M, 3)."""
     batch, count, k = candidates.shape
     rows = candidates + (torch.arange(batch, device=ref.device) * ref.shape[1])[:, None, None]
     positions = ref.reshape(-1, 3).index_select(0, rows.reshape(-1)).reshape(batch, count, k, 3)
-    return (query[:, :, None] - positions).norm(dim=-1)
+    return (query[:, :, None] - positions).square().sum(-1)
 
 
 class FixedPointsNearest:
@@ -126,18 +130,18 @@ class FixedPointsNearest:
             self.searched_at = torch.full_like(query, float("nan"))
             self.candidates = torch.zeros(query.shape[:2] + (self.count,), dtype=torch.long, device=query.device)
             self.bound = torch.zeros(query.shape[:2], dtype=query.dtype, device=query.device)
-        nearest_distance, nearest = _candidate_distances(query, self.ref, self.candidates).min(-1)
-        moved = (query - self.searched_at).norm(dim=-1)
-        stale = query_mask & ~(nearest_distance < self.bound - moved)  # never searched: moved is NaN
+        squared, nearest = _candidate_distances(query, self.ref, self.candidates).min(-1)
+        margin = (self.bound - (query - self.searched_at).norm(dim=-1)).clamp(min=0.0)
+        stale = query_mask & ~(squared < margin.square())  # never searched: the margin is NaN
         if bool(stale.any()):
-            ids, _, bound = self.tree.query_candidates(query, stale, self.count)
-            self.candidates = torch.where(stale[..., None], ids, self.candidates)
-            self.bound = torch.where(stale, bound, self.bound)
-            self.searched_at = torch.where(stale[..., None], query, self.searched_at)
-            nearest = torch.where(stale, 0, nearest)
-            self.searches += int(stale.sum())
+            rows, ids, bound = self.tree.query_candidates(query, stale, self.count)
+            self.candidates.view(-1, self.count).index_copy_(0, rows, ids)
+            self.bound.view(-1).index_copy_(0, rows, bound)
+            self.searched_at.view(-1, 3).index_copy_(0, rows, query.reshape(-1, 3).index_select(0, rows))
+            nearest.view(-1).index_fill_(0, rows, 0)
+            self.searches += int(rows.shape[0])
         found = torch.gather(self.candidates, 2, nearest[..., None])[..., 0]
-        return torch.where(query_mask, found, torch.zeros_like(found))
+        return found.masked_fill_(~query_mask, 0)
 
 
 @torch.no_grad()
