@@ -8,7 +8,9 @@ from smplify3d_core.fit.icp import apply_rigid_to_smpl, rigid_icp
 from smplify3d_core.fit.losses import occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import keypoint_visibility, occluded_joint_weights
 from smplify3d_core.body.tables import BODY_PARTS
-from smplify3d_core.geometry.nearest import FixedPointsNearest, chamfer_distance, nearest_indices, pad_point_sets
+from smplify3d_core.geometry.nearest import (
+    BatchedKDTree, FixedPointsNearest, chamfer_distance, nearest_indices, pad_point_sets,
+)
 from smplify3d_core.geometry.rotations import axis_angle_to_matrix
 
 
@@ -215,3 +217,24 @@ def test_fixed_points_index_gives_the_brute_force_neighbours_of_moving_queries()
         expected = nearest_indices(query, points, points_mask, method="brute")
         assert torch.equal(found[query_mask], expected[query_mask])
     assert index.searches < 0.5 * 12 * int(query_mask.sum())
+
+
+def test_one_tree_for_the_batch_answers_each_person_from_its_own_points():
+    """The batch shares one KD-tree (persons moved apart); every answer is still the person's own nearest
+    point, also for a query far beyond the reach of the separation and for a person with one point."""
+    generator = torch.Generator().manual_seed(8)
+    points = torch.randn(3, 40, 3, generator=generator, dtype=torch.float64) * 5.0
+    points_mask = torch.ones(3, 40, dtype=torch.bool)
+    points_mask[1, 1:] = False  # one point
+    points_mask[2, :] = False  # none
+    query = torch.randn(3, 30, 3, generator=generator, dtype=torch.float64) * 5.0
+    query[0, 0] = torch.tensor([2.0e5, -3.0e5, 1.0e5], dtype=torch.float64)  # far beyond the reach
+    query[1, 3] = torch.tensor([1.0e6, 0.0, 0.0], dtype=torch.float64)
+    tree = BatchedKDTree(points, points_mask)
+    expected = nearest_indices(query, points, points_mask, method="brute")
+    found = tree.query(query)
+    assert torch.equal(found[:2], expected[:2]) and torch.equal(found[2], torch.zeros(30, dtype=torch.long))
+    rows, ids, bound = tree.query_candidates(query, torch.ones(3, 30, dtype=torch.bool), 4)
+    assert rows.tolist() == list(range(60))  # the person without points is not searched
+    assert torch.equal(ids[:30, 0], expected[0]) and torch.equal(ids[30:], torch.zeros(30, 4, dtype=torch.long))
+    assert torch.isinf(bound[30:]).all() and torch.isfinite(bound[:30]).all()

@@ -27,41 +27,73 @@ def _nearest_brute_force(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch
     return torch.cat(indices, dim=1) if indices else query.new_zeros(query.shape[:2], dtype=torch.long)
 
 
-class BatchedKDTree:
-    """KD-trees over the valid points of each person (B, M, 3), queried person by person.
+#: Each person's points are moved this far (plus twice their extent) from the previous person's along x
+#: so that one KD-tree serves the whole batch; a query farther than this from its own person's points is
+#: searched by brute force instead (m).
+QUERY_REACH_M = 1000.0
 
-    Build it once for point sets that stay fixed (the LiDAR points during a fit) and query it
-    every iteration.
+
+class BatchedKDTree:
+    """One KD-tree over the valid points of every person (B, M, 3), each person moved far from the others.
+
+    Build it once for point sets that stay fixed (the LiDAR points during a fit) and query it every
+    iteration: a whole batch is one build and one search, with no loop over persons. Person b's points
+    are shifted by b · ``separation`` along x (separation = 2 · (their largest coordinate +
+    :data:`QUERY_REACH_M`)), so a query shifted like its person finds that person's points first; a
+    query whose nearest point belongs to another person (non-finite, or farther than the reach) is
+    searched by brute force among its own person's points.
     """
 
     def __init__(self, ref: torch.Tensor, ref_mask: torch.Tensor) -> None:
-        ref_np = ref.detach().cpu().numpy()
-        mask_np = ref_mask.detach().cpu().numpy().astype(bool)
-        self.has_points = mask_np.any(1)
-        self.valid_ids = [np.flatnonzero(mask_np[b]) for b in range(ref.shape[0])]
-        # unbalanced trees without node compaction: built about twice as fast, queried as fast
-        self.trees = [cKDTree(ref_np[b, ids], balanced_tree=False, compact_nodes=False) if len(ids) else None
-                      for b, ids in enumerate(self.valid_ids)]
+        self.ref_np = ref.detach().cpu().numpy().astype(np.float64)
+        self.mask_np = ref_mask.detach().cpu().numpy().astype(bool)
+        self.has_points = self.mask_np.any(1)
+        self.person_of, self.index_of = np.nonzero(self.mask_np)  # tree entry -> (person, point index)
+        span = float(np.abs(self.ref_np[self.mask_np]).max()) if len(self.person_of) else 0.0
+        self.separation = 2.0 * (span + QUERY_REACH_M)
+        # unbalanced tree without node compaction: built about twice as fast, queried as fast
+        self.tree = (cKDTree(self._shifted(self.ref_np[self.person_of, self.index_of], self.person_of),
+                             balanced_tree=False, compact_nodes=False) if len(self.person_of) else None)
+
+    def _shifted(self, points: np.ndarray, person: np.ndarray) -> np.ndarray:
+        shifted = np.array(points, dtype=np.float64)
+        shifted[:, 0] += person * self.separation
+        return shifted
+
+    def _search(self, query_np: np.ndarray, person: np.ndarray, rows: np.ndarray, k: int):
+        """The k nearest own points of queries (person[i], rows[i]): (distances (S, k) m, point indices
+        (S, k) into the person's M points, -1 where the person has fewer than k points)."""
+        distance, found = self.tree.query(self._shifted(query_np[person, rows], person), k=k)
+        distance, found = distance.reshape(len(rows), k), found.reshape(len(rows), k)
+        entries = len(self.person_of)
+        own = (found < entries) & (self.person_of[np.minimum(found, entries - 1)] == person[:, None])
+        ids = np.where(own, self.index_of[np.minimum(found, entries - 1)], -1)
+        distance = np.where(own, distance, np.inf)
+        for i in np.flatnonzero(~own[:, 0]):  # beyond the reach or non-finite: this person's points only
+            valid = np.flatnonzero(self.mask_np[person[i]])
+            gaps = np.linalg.norm(self.ref_np[person[i], valid] - query_np[person[i], rows[i]], axis=1)
+            gaps = np.nan_to_num(gaps, nan=np.inf)
+            order = np.argsort(gaps, kind="stable")[:k]
+            ids[i], distance[i] = -1, np.inf
+            ids[i, :len(order)], distance[i, :len(order)] = valid[order], gaps[order]
+        return distance, ids
+
+    def _rows(self, query: torch.Tensor, query_mask: torch.Tensor | None):
+        query_np = query.detach().cpu().numpy().astype(np.float64)
+        mask = np.ones(query.shape[:2], dtype=bool) if query_mask is None else query_mask.detach().cpu().numpy().astype(bool)
+        person, rows = np.nonzero(mask & self.has_points[:, None])
+        return query_np, person, rows
 
     def query(self, query: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N, 3) -> (B, N) index into each person's ref points (0 where it has none).
 
         Entries outside ``query_mask`` (B, N) are not searched and get 0.
         """
-        query_np = query.detach().cpu().numpy()
-        mask_np = None if query_mask is None else query_mask.detach().cpu().numpy().astype(bool)
         out = np.zeros(query.shape[:2], dtype=np.int64)
-        for b, tree in enumerate(self.trees):
-            if tree is None:
-                continue
-            if mask_np is None:
-                _, nearest = tree.query(query_np[b])
-                out[b] = self.valid_ids[b][nearest]
-            else:
-                rows = np.flatnonzero(mask_np[b])
-                if len(rows):
-                    _, nearest = tree.query(query_np[b, rows])
-                    out[b, rows] = self.valid_ids[b][nearest]
+        query_np, person, rows = self._rows(query, query_mask)
+        if len(rows):
+            _, ids = self._search(query_np, person, rows, 1)
+            out[person, rows] = np.maximum(ids[:, 0], 0)
         return torch.from_numpy(out).to(query.device)
 
     def query_candidates(self, query: torch.Tensor, query_mask: torch.Tensor, count: int):
@@ -73,25 +105,16 @@ class BatchedKDTree:
         has fewer points the missing ids repeat the nearest one and the bound is infinite; entries of
         persons without points are not returned.
         """
-        query_np = query.detach().cpu().numpy()
-        mask_np = query_mask.detach().cpu().numpy().astype(bool)
-        width = query.shape[1]
-        rows, ids, bounds = [], [], []
-        for b, tree in enumerate(self.trees):
-            selected = np.flatnonzero(mask_np[b])
-            if tree is None or not len(selected):
-                continue
-            distance, found = tree.query(query_np[b, selected], k=count + 1)
-            found = np.where(found >= len(self.valid_ids[b]), found[:, :1], found)
-            rows.append(b * width + selected)
-            ids.append(self.valid_ids[b][found[:, :count]])
-            bounds.append(distance[:, count])
         device = query.device
-        if not rows:
+        query_np, person, rows = self._rows(query, query_mask)
+        if not len(rows):
             return (torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, count, dtype=torch.long, device=device),
                     torch.zeros(0, dtype=query.dtype, device=device))
-        return (torch.from_numpy(np.concatenate(rows)).to(device), torch.from_numpy(np.concatenate(ids)).to(device),
-                torch.from_numpy(np.concatenate(bounds)).to(device, query.dtype))
+        distance, ids = self._search(query_np, person, rows, count + 1)
+        ids = np.where(ids < 0, ids[:, :1], ids)
+        flat = person * query.shape[1] + rows
+        return (torch.from_numpy(flat).to(device), torch.from_numpy(ids[:, :count]).to(device),
+                torch.from_numpy(distance[:, count]).to(device, query.dtype))
 
 
 def _candidate_distances(query: torch.Tensor, ref: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
