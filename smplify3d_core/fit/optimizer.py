@@ -187,6 +187,23 @@ class SMPLify3D:
         surface = None if skinned.surface_index is None else out.vertices[:, skinned.surface_index]
         return coco, surface
 
+    @torch.no_grad()
+    def _coco_affine_in_betas(self, params: dict):
+        """The COCO joints of bodies whose pose and translation stay as in ``params`` as an affine function
+        of their betas: (base (B, 17, 3), directions (B, 17, 3, K)) m, joints = base + directions · betas.
+
+        With the rotations fixed, linear blend skinning is affine in the betas (shaped vertices and rest
+        joints are linear in them, the joint rotations do not depend on them), so one pass over the
+        regressor's vertices for betas 0 and each unit vector gives the map exactly."""
+        batch, count = params["betas"].shape
+        dtype, device = params["betas"].dtype, params["betas"].device
+        unit = torch.cat([torch.zeros(1, count, dtype=dtype, device=device), torch.eye(count, dtype=dtype, device=device)])
+        repeated = {key: params[key].detach().repeat_interleave(count + 1, 0)
+                    for key in ("global_orient", "body_pose", "transl")}
+        repeated["betas"] = unit.repeat(batch, 1)
+        coco = self._posed(repeated, self.stage1_vertices)[0].reshape(batch, count + 1, 17, 3)
+        return coco[:, 0], (coco[:, 1:] - coco[:, :1]).permute(0, 2, 3, 1)
+
     def rest_pelvis(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 3) the rest-pose pelvis (SMPL joint 0) of shapes ``betas`` (B, 10), metres."""
         return self.body.rest_joints(betas)[:, 0]
@@ -358,8 +375,15 @@ class SMPLify3D:
         lidar_parts = visibility.lidar_parts
         points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
 
+        stage1_map = {}
+
         def stage1_loss(p):
-            coco, _ = self._posed(p, self.stage1_vertices)
+            if cfg.subset_skinning:  # the pose is fixed in stage 1: the COCO joints are affine in the betas
+                if not stage1_map:
+                    stage1_map["base"], stage1_map["directions"] = self._coco_affine_in_betas(p)
+                coco = stage1_map["base"] + torch.einsum("bjck,bk->bjc", stage1_map["directions"], p["betas"])
+            else:
+                coco, _ = self._posed(p, self.stage1_vertices)
             reprojection = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, cfg.stage1.sigma_px, True)
             return reprojection + cfg.stage1.shape_weight ** 2 * shape_prior(p["betas"])
 
