@@ -118,6 +118,8 @@ def load_front_ends(config: PipelineConfig) -> FrontEnds:
 
 
 def load_models(config: PipelineConfig) -> tuple[SMPLify3D, FrontEnds]:
-    """(fitter, front-ends) for ``config``: the body, the fit preset, the pose prior and the networks."""
+    """(fitter, front-ends) for ``config``: the body, the fit preset, the pose prior and the networks; the
+    fitter's one-off warm-up runs here, at start-up, rather than in the first frame."""
     fitter = build_fitter(load_body(config), load_fit_config(config.preset), device=config.device, seed=config.seed)
+    fitter.warm_up()
     return fitter, load_front_ends(config)

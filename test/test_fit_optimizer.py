@@ -450,8 +450,8 @@ def test_subset_skinning_gives_the_parameters_of_whole_mesh_skinning(body64, qui
         config = dataclasses.replace(quick_config, subset_skinning=subset, dot_product_threshold=dot_product_threshold)
         results[subset] = _fit(build_fitter(body64, config), pair, pair_scene)
     for key in ("global_orient", "body_pose", "betas", "transl", "vertices"):
-        np.testing.assert_allclose(getattr(results[True], key).numpy(), getattr(results[False], key).numpy(),
-                                   rtol=0, atol=1e-9, err_msg=key)
+        ours, reference = getattr(results[True], key).numpy(), getattr(results[False], key).numpy()
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-9, err_msg=key)
     assert len(build_fitter(body64, quick_config).stage2_vertices.vertices) < 0.5 * body64.num_vertices
 
 
@@ -461,8 +461,8 @@ def test_neighbours_kept_across_steps_give_the_fit_of_a_fresh_search_per_step(bo
     kept = _fit(build_fitter(body64, quick_config), pair, pair_scene)
     fresh = _fit(build_fitter(body64, dataclasses.replace(quick_config, nearest_neighbours="brute")), pair, pair_scene)
     for key in ("body_pose", "transl", "vertices", "chamfer_m2"):
-        np.testing.assert_allclose(getattr(kept, key).numpy(), getattr(fresh, key).numpy(), rtol=0, atol=1e-9,
-                                   err_msg=key)
+        ours, reference = getattr(kept, key).numpy(), getattr(fresh, key).numpy()
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-9, err_msg=key)
 
 
 def test_one_off_warm_up_is_booked_apart_from_the_first_fits_stages(smpl_body, quick_config, pair_scene, pair):

@@ -18,7 +18,6 @@ Results are printed as tables; ``--json`` writes everything, ``--plot`` the swee
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import List
 
@@ -42,7 +41,7 @@ def _float_list(text: str) -> List[float]:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
-    from smplify3d_core.bench.report import clean_json, print_report, write_plot
+    from smplify3d_core.bench.report import print_report, write_json_report, write_plot
     from smplify3d_core.bench.runs import DENSITY_FRACTIONS, NOISE_SIGMAS_CM, run_benchmark
     from smplify3d_core.body.default_model import default_body_model_dir
     from smplify3d_core.body.model import SMPLBody
@@ -89,10 +88,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     report["plot"] = str(write_plot(report, plot))
     print(f"wrote {report['plot']}")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(clean_json(report), indent=1, allow_nan=False))
-        print(f"wrote {path}")
+        write_json_report(args.json, report)
     if args.strict:
         ok = report["targets"]["pve_ratio_met"] and report["targets"]["full_beats_all_ablations"]
         ok = ok and report["targets"].get("speed_met", True)
@@ -101,7 +97,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_sequence_bench(args: argparse.Namespace) -> int:
-    from smplify3d_core.bench.report import clean_json
+    from smplify3d_core.bench.report import write_json_report
     from smplify3d_core.bench.sequence import print_sequence_report, run_sequence_bench
     from smplify3d_core.body.default_model import default_body_model_dir
     from smplify3d_core.body.model import SMPLBody
@@ -117,10 +113,7 @@ def _cmd_sequence_bench(args: argparse.Namespace) -> int:
                                 device=resolve_device(args.device), seed=args.seed, progress=not args.no_progress)
     print_sequence_report(report)
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(clean_json({"sequence": report}), indent=1, allow_nan=False))
-        print(f"wrote {path}")
+        write_json_report(args.json, {"sequence": report})
     if args.strict:
         targets = report["targets"]
         return 0 if all(targets[k] for k in ("speed_met", "pve_met", "accel_met", "id_switches_met")) else 1

@@ -5,9 +5,7 @@ a simulated frame, with random weights — the architectures, not the weights, s
 """
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -87,7 +85,7 @@ def perception_bench_command(body, device, json_path=None, quick: bool = False, 
     )
     print_perception_rows(rows, device)
     if json_path:
-        Path(json_path).write_text(json.dumps({"device": str(device), "torch_threads": torch.get_num_threads(),
-                                               "rows": rows}, indent=1))
-        print(f"wrote {json_path}")
+        from smplify3d_core.bench.report import write_json_report
+
+        write_json_report(json_path, {"device": str(device), "torch_threads": torch.get_num_threads(), "rows": rows})
     return 0

@@ -50,6 +50,7 @@ from smplify3d_core.models import CLIFF_ENCODER_LABELS, FrontEnds, build_fitter
 from smplify3d_core.observe import SensorFrame
 from smplify3d_core.pipeline import FrameProcessor, FrameStatus
 from smplify3d_core.pipeline_config import PipelineConfig
+from smplify3d_core.tracking import box_iou
 
 #: (ViTPose variant, CLIFF encoder) pairs timed by default; ``--quick`` times the first.
 COMBINATIONS: Tuple[Tuple[str, str], ...] = (("s", "res50"), ("s", "hr48"), ("b", "res50"), ("b", "hr48"))
@@ -90,14 +91,6 @@ class PipelineBenchSettings:
             raise ValueError(f"network_outputs must be one of {NETWORK_OUTPUTS}, got {self.network_outputs!r}")
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two [x, y, w, h] boxes (pixels)."""
-    w = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    union = a[2] * a[3] + b[2] * b[3] - w * h
-    return float(w * h / union) if union > 0 else 0.0
-
-
 class SimulatedOutputs:
     """A front-end run in full whose outputs are then replaced by the simulator's.
 
@@ -120,7 +113,7 @@ class SimulatedOutputs:
     def __call__(self, image, boxes, *args):
         outputs = self.estimator(image, boxes, *args)
         for i, box in enumerate(np.asarray(boxes, dtype=np.float64)):
-            overlaps = [_iou(box, np.asarray(p.bbox_xywh, dtype=np.float64)) for p in self.persons]
+            overlaps = [box_iou(box, np.asarray(p.bbox_xywh, dtype=np.float64)) for p in self.persons]
             if overlaps and max(overlaps) > 0.3:
                 outputs[i] = copy.deepcopy(getattr(self.persons[int(np.argmax(overlaps))], self.field))
         return outputs

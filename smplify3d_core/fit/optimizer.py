@@ -164,15 +164,16 @@ class SMPLify3D:
 
     # -- helpers -------------------------------------------------------------------------
     def _skinned_vertices(self, vertex_ids: torch.Tensor) -> "_SkinnedVertices":
+        """``vertex_ids`` (sorted, unique) as what a step skins."""
         subset = self.body.vertex_subset(vertex_ids.cpu().numpy())
-        surface = torch.searchsorted(subset.vertex_ids, self.surface.subset)
-        covered = bool((surface < len(subset)).all()) and bool((subset.vertex_ids[surface.clamp(max=len(subset) - 1)]
-                                                                  == self.surface.subset).all())
-        return _SkinnedVertices(subset, self.coco_regressor[:, subset.vertex_ids].contiguous(), surface if covered else None)
+        covered = bool(torch.isin(self.surface.subset, subset.vertex_ids).all())
+        surface = torch.searchsorted(subset.vertex_ids, self.surface.subset) if covered else None
+        return _SkinnedVertices(subset, self.coco_regressor[:, subset.vertex_ids].contiguous(), surface)
 
-    def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(B, 17, 3) COCO joints of the whole mesh's vertices (B, V, 3)."""
-        return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
+    def _coco_joints(self, vertices: torch.Tensor, regressor: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, 17, 3) COCO joints of skinned ``vertices`` (B, V, 3); ``regressor`` (17, V): the COCO regressor
+        over those vertices (default: the whole mesh's)."""
+        return torch.einsum("jv,bvc->bjc", self.coco_regressor if regressor is None else regressor, vertices)
 
     def _posed(self, params: dict, skinned: "_SkinnedVertices"):
         """One body pass over ``skinned``'s vertices (the whole mesh when ``subset_skinning`` is off).
@@ -183,7 +184,7 @@ class SMPLify3D:
             skinned = self.whole_mesh
         out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"],
                         vertices=skinned.vertices)
-        coco = torch.einsum("jv,bvc->bjc", skinned.coco_regressor, out.vertices)
+        coco = self._coco_joints(out.vertices, skinned.coco_regressor)
         surface = None if skinned.surface_index is None else out.vertices[:, skinned.surface_index]
         return coco, surface
 
