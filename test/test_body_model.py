@@ -4,6 +4,8 @@ import pytest
 import smplx
 import torch
 
+from smplify3d_core.body.model import SMPLBody
+from smplify3d_core.body.tables import body_tables
 from smplify3d_core.geometry.rotations import (
     axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_axis_angle, matrix_to_rot6d,
     quaternion_to_axis_angle, rot6d_to_matrix,
@@ -91,3 +93,24 @@ def test_a_vertex_subset_is_posed_like_the_same_vertices_of_the_whole_mesh(smpl_
                                             smpl_body(betas=params["betas"]).vertices), rtol=0, atol=1e-5)
     with pytest.raises(ValueError, match="vertex ids"):
         smpl_body.vertex_subset(np.array([6890]))
+
+
+def test_a_regressor_through_the_bones_gives_the_points_of_the_posed_mesh(body_model_dir):
+    """The per-bone form of a vertex regressor (what the fit uses for the COCO joints) gives what the
+    regressor gives on the whole posed mesh, whichever vertices are skinned alongside (float64)."""
+    body = SMPLBody.from_path(body_model_dir, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(9)
+    params = dict(global_orient=0.5 * torch.randn(4, 3, generator=generator, dtype=torch.float64),
+                  body_pose=0.4 * torch.randn(4, 69, generator=generator, dtype=torch.float64),
+                  betas=torch.randn(4, 10, generator=generator, dtype=torch.float64),
+                  transl=torch.randn(4, 3, generator=generator, dtype=torch.float64))
+    regressor = body_tables(body.data).coco17_regressor
+    expected = torch.einsum("jv,bvc->bjc", torch.as_tensor(regressor, dtype=torch.float64), body(**params).vertices)
+    skinned = body.skinned_regressor(regressor)
+    assert len(skinned) == 17
+    for vertices in (None, body.vertex_subset(np.array([], dtype=np.int64)), body.vertex_subset(np.array([7, 4000]))):
+        out = body(**params, vertices=vertices, regressor=skinned)
+        torch.testing.assert_close(out.regressed, expected, rtol=0, atol=1e-12)
+    assert body(**params).regressed is None
+    with pytest.raises(ValueError, match="vertex regressor"):
+        body.skinned_regressor(np.ones((17, 100)))

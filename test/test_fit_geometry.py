@@ -196,6 +196,12 @@ def test_icp_stops_early_for_an_aligned_person_and_still_aligns_the_other():
     np.testing.assert_allclose(result.translation[0].numpy(), 0.0, atol=1e-9)
     np.testing.assert_allclose(result.rotation[1].numpy(), rotation, atol=1e-4)
     np.testing.assert_allclose(result.translation[1].numpy(), translation, atol=1e-4)
+    # the fit hands ICP the index it keeps over the LiDAR points: the same alignment comes out
+    kept = rigid_icp(src, src_mask, dst, dst_mask, iterations=100, tolerance=1e-6,
+                     target_index=FixedPointsNearest(dst, dst_mask))
+    assert kept.iterations == result.iterations
+    np.testing.assert_allclose(kept.rotation.numpy(), result.rotation.numpy(), atol=1e-12)
+    np.testing.assert_allclose(kept.translation.numpy(), result.translation.numpy(), atol=1e-12)
 
 
 def test_fixed_points_index_gives_the_brute_force_neighbours_of_moving_queries():

@@ -8,7 +8,10 @@ The kinematics are small functions that every caller shares: :func:`blend_shapes
 :func:`rest_joints` (a linear map of the betas, precomputed), :func:`forward_kinematics` and
 :func:`skin`. A pass can skin only some vertices (:meth:`SMPLBody.vertex_subset`): the joints
 are the same, the cost of the vertex part scales with the number of vertices skinned. A fit
-whose losses read a few thousand vertices need not pose all 6890 at every step.
+whose losses read a few thousand vertices need not pose all 6890 at every step. Points that are
+fixed linear combinations of the posed vertices (e.g. the COCO joints of a vertex regressor) need
+no vertex at all (:meth:`SMPLBody.skinned_regressor`): linear blend skinning is linear in each
+vertex, so the regressor can be summed into per-bone terms once and applied to the bones' transforms.
 """
 from __future__ import annotations
 
@@ -27,10 +30,12 @@ POSE_FEATURES = 9 * (NUM_JOINTS - 1)  # 207: (R_j - I) of the 23 body joints
 
 @dataclass
 class BodyOutput:
-    """vertices: (B, V, 3) metres (V: the skinned vertices); joints: (B, 24, 3) SMPL joints, metres."""
+    """vertices: (B, V, 3) metres (V: the skinned vertices); joints: (B, 24, 3) SMPL joints, metres;
+    regressed: (B, J, 3) metres, the points of a :class:`SkinnedRegressor` when one was passed, else None."""
 
     vertices: torch.Tensor
     joints: torch.Tensor
+    regressed: Optional[torch.Tensor] = None
 
 
 @dataclass
@@ -50,6 +55,26 @@ class VertexSubset:
 
     def __len__(self) -> int:
         return int(self.vertex_ids.shape[0])
+
+
+@dataclass
+class SkinnedRegressor:
+    """A vertex regressor R (J, V) summed into per-bone terms, so that R @ posed vertices is computed from
+    the bones' transforms without skinning a vertex.
+
+    With x_v the shaped, pose-corrected rest vertices and w_vk the skinning weights, the posed vertex is
+    Σ_k w_vk (R_k x_v + o_k), so R @ vertices = Σ_k R_k X_jk + W_jk o_k with X_jk = Σ_v R_jv w_vk x_v,
+    linear in the betas and the pose feature: template (J, 24, 3) m, shapedirs (J, 24, 3, K) m,
+    posedirs (J, 24, 3, 207) m; weights W (J, 24). Make one with :meth:`SMPLBody.skinned_regressor`.
+    """
+
+    template: torch.Tensor
+    shapedirs: torch.Tensor
+    posedirs: torch.Tensor
+    weights: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.weights.shape[0])
 
 
 def blend_shapes(betas: torch.Tensor, v_template: torch.Tensor, shapedirs: torch.Tensor) -> torch.Tensor:
@@ -81,20 +106,39 @@ def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, paren
     return torch.stack(world_rot, dim=1), torch.stack(world_pos, dim=1)
 
 
+def pose_feature(rotations: torch.Tensor) -> torch.Tensor:
+    """(B, 207) the pose blend shapes' input, (R_j − I) of the 23 body joints' relative rotations (B, 24, 3, 3)."""
+    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
+    return (rotations[:, 1:] - eye).reshape(rotations.shape[0], POSE_FEATURES)
+
+
+def bone_offsets(world_rot: torch.Tensor, joints: torch.Tensor, joints_rest: torch.Tensor) -> torch.Tensor:
+    """(B, 24, 3) the translation o_j of each bone's transform x -> R_j x + o_j, o_j = J_j − R_j J_j^rest (m)."""
+    return joints - (world_rot @ joints_rest[..., None])[..., 0]
+
+
 def skin(shaped: torch.Tensor, rotations: torch.Tensor, world_rot: torch.Tensor, joints: torch.Tensor,
          joints_rest: torch.Tensor, posedirs: torch.Tensor, lbs_weights: torch.Tensor) -> torch.Tensor:
     """Posed vertices (B, S, 3) m of shaped rest vertices (B, S, 3): pose correctives, then linear blend
     skinning with the joints' transforms x -> R_j (x - J_j^rest) + J_j (world_rot (B, 24, 3, 3), joints
     and joints_rest (B, 24, 3)); posedirs (207, S*3), lbs_weights (S, 24) of the same vertices."""
     batch, count = shaped.shape[:2]
-    eye = torch.eye(3, dtype=rotations.dtype, device=rotations.device)
-    pose_feature = (rotations[:, 1:] - eye).reshape(batch, POSE_FEATURES)
-    posed = shaped + (pose_feature @ posedirs).reshape(batch, count, 3)
-    offsets = joints - (world_rot @ joints_rest[..., None])[..., 0]
+    posed = shaped + (pose_feature(rotations) @ posedirs).reshape(batch, count, 3)
+    offsets = bone_offsets(world_rot, joints, joints_rest)
     per_joint = torch.cat([world_rot.reshape(batch, NUM_JOINTS, 9), offsets], dim=-1)  # (B, 24, 12)
     blended = lbs_weights @ per_joint  # (B, S, 12): one matmul instead of S tiny ones
     blended_rot = blended[..., :9].reshape(batch, count, 3, 3)
     return (blended_rot * posed[:, :, None, :]).sum(-1) + blended[..., 9:]
+
+
+def skin_regressor(regressor: SkinnedRegressor, betas: torch.Tensor, rotations: torch.Tensor, world_rot: torch.Tensor,
+                   joints: torch.Tensor, joints_rest: torch.Tensor) -> torch.Tensor:
+    """(B, J, 3) m: the regressor's points of the posed mesh (what ``R @ skin(...)`` gives over all vertices),
+    from the bones' transforms (as in :func:`skin`) and betas (B, K)."""
+    rest = (regressor.template + torch.einsum("jkcn,bn->bjkc", regressor.shapedirs[..., : betas.shape[1]], betas)
+            + torch.einsum("jkcp,bp->bjkc", regressor.posedirs, pose_feature(rotations)))  # (B, J, 24, 3)
+    rotated = torch.einsum("bkcd,bjkd->bjc", world_rot, rest)
+    return rotated + torch.einsum("jk,bkc->bjc", regressor.weights, bone_offsets(world_rot, joints, joints_rest))
 
 
 class SMPLBody(torch.nn.Module):
@@ -150,6 +194,31 @@ class SMPLBody(torch.nn.Module):
             posedirs=self.posedirs[:, columns].contiguous(), lbs_weights=self.lbs_weights[ids].contiguous(),
         )
 
+    def skinned_regressor(self, regressor) -> SkinnedRegressor:
+        """The per-bone form of a vertex regressor ``regressor`` (J, 6890) (each output point a fixed linear
+        combination of the posed vertices), on the body's current device; pass it to the forward as
+        ``regressor=`` to get its points without skinning the vertices it reads."""
+        matrix = torch.as_tensor(np.asarray(regressor), dtype=torch.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != self.num_vertices:
+            raise ValueError(f"a vertex regressor must be (J, {self.num_vertices}), got {tuple(matrix.shape)}")
+        support = torch.nonzero(matrix.abs().sum(0) > 0).flatten()  # the vertices it reads
+        joints = matrix.shape[0]
+        per_bone = matrix[:, support, None] * self.lbs_weights.double().cpu()[support][None]  # (J, S, 24)
+        per_bone = per_bone.permute(0, 2, 1).reshape(joints * NUM_JOINTS, len(support))
+        dtype, device = self.v_template.dtype, self.v_template.device
+
+        def summed(per_vertex: torch.Tensor) -> torch.Tensor:  # (S, 3, n) -> (J, 24, 3, n)
+            return (per_bone @ per_vertex.reshape(len(support), -1)).reshape(joints, NUM_JOINTS, 3, -1).to(device, dtype)
+
+        ids = support.to(self.v_template.device)
+        columns = (ids[:, None] * 3 + torch.arange(3, device=ids.device)).reshape(-1)
+        posedirs = self.posedirs[:, columns].double().cpu().T.reshape(len(support), 3, POSE_FEATURES)
+        return SkinnedRegressor(
+            template=summed(self.v_template[ids].double().cpu()[..., None])[..., 0].contiguous(),
+            shapedirs=summed(self.shapedirs[ids].double().cpu()).contiguous(), posedirs=summed(posedirs).contiguous(),
+            weights=per_bone.sum(1).reshape(joints, NUM_JOINTS).to(device, dtype).contiguous(),
+        )
+
     def rest_joints(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 24, 3) rest-pose joints of shapes ``betas`` (B, K), metres (no translation)."""
         betas = torch.as_tensor(betas, dtype=self.v_template.dtype, device=self.v_template.device)
@@ -172,6 +241,7 @@ class SMPLBody(torch.nn.Module):
         betas: Optional[torch.Tensor] = None,
         transl: Optional[torch.Tensor] = None,
         vertices: Optional[VertexSubset] = None,
+        regressor: Optional[SkinnedRegressor] = None,
     ) -> BodyOutput:
         first = next((torch.as_tensor(t) for t in (global_orient, body_pose, betas, transl) if t is not None), None)
         batch = first.shape[0] if first is not None and first.ndim > 1 else 1
@@ -195,4 +265,8 @@ class SMPLBody(torch.nn.Module):
         rotations = axis_angle_to_matrix(torch.cat([global_orient, body_pose], dim=1).reshape(batch, NUM_JOINTS, 3))
         world_rot, joints = forward_kinematics(rotations, joints_rest, self.parents)
         posed = skin(shaped, rotations, world_rot, joints, joints_rest, posedirs, lbs_weights)
-        return BodyOutput(vertices=posed + transl[:, None], joints=joints + transl[:, None])
+        regressed = None
+        if regressor is not None:  # its rows' weights sum to the share of the translation each point takes
+            regressed = (skin_regressor(regressor, betas, rotations, world_rot, joints, joints_rest)
+                         + regressor.weights.sum(1)[None, :, None] * transl[:, None])
+        return BodyOutput(vertices=posed + transl[:, None], joints=joints + transl[:, None], regressed=regressed)

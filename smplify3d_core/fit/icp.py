@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from smplify3d_core.geometry.nearest import BatchedKDTree, nearest_indices
+from smplify3d_core.geometry.nearest import BatchedKDTree, FixedPointsNearest, nearest_indices
 from smplify3d_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 
 
@@ -58,7 +58,7 @@ def weighted_similarity(source: torch.Tensor, target: torch.Tensor, weights: tor
     t0 = target - mu_t[:, None]
     eye = torch.eye(3, dtype=source.dtype, device=source.device).expand(source.shape[0], 3, 3)
     if with_rotation:
-        cov = (w[..., None, None] * (t0[..., :, None] * s0[..., None, :])).sum(1) / total[:, None, None]
+        cov = torch.einsum("bni,bnj->bij", w[..., None] * t0, s0) / total[:, None, None]
         U, S, Vh = torch.linalg.svd(cov)
         d = torch.sign(torch.linalg.det(U @ Vh))
         d = torch.where(d == 0, torch.ones_like(d), d)
@@ -93,6 +93,7 @@ def rigid_icp(
     max_distance: Optional[float] = None,
     tolerance: float = 1e-4,
     init_from_bbox: bool = True,
+    target_index: "BatchedKDTree | FixedPointsNearest | None" = None,
 ) -> RigidTransform:
     """Point-to-point ICP of ``source`` onto ``target`` for every person at once.
 
@@ -102,7 +103,9 @@ def rigid_icp(
     ``tolerance`` metres between two iterations has converged: it keeps its transform from then on
     (so that its result does not depend on the others in the batch) and is no longer searched;
     the loop stops when every person has. Only the masked source points are searched. Persons
-    with no valid source or target points keep the identity.
+    with no valid source or target points keep the identity. ``target_index``: a nearest-neighbour
+    index over ``target`` the caller keeps (e.g. a :class:`FixedPointsNearest` that the fit's later
+    stages go on using); by default a KD-tree is built (CPU) or brute force is used (CUDA).
     """
     batch = source.shape[0]
     dtype, device = source.dtype, source.device
@@ -117,7 +120,7 @@ def rigid_icp(
     previous = torch.full((batch,), float("inf"), dtype=dtype, device=device)
     converged = torch.zeros(batch, dtype=torch.bool, device=device)
     updates = torch.zeros(batch, dtype=torch.long, device=device)
-    index = None if source.is_cuda else BatchedKDTree(target, target_mask)
+    index = target_index if target_index is not None else None if source.is_cuda else BatchedKDTree(target, target_mask)
 
     def nearest(points, rows):
         return nearest_indices(points, target, target_mask) if index is None else index.query(points, rows)

@@ -8,10 +8,12 @@ Stages (Adam, lr from the config, betas (0.9, 0.999)):
   3. image alignment — translation; reprojection + 3D chamfer.
 before which the visibility filter runs and ICP rigidly aligns the visible surface to the points.
 
-The optimizer steps skin only the vertices their losses read (``subset_skinning``): stage 1 the
-vertices of the COCO joint regressor, stage 2 those and the uniform surface subset of the chamfer
-term; the whole mesh is posed for ICP, for the visible-surface test when it needs normals (every
-``visible_surface_refresh_steps`` stage-2 steps) and once for the output. Skinning is per vertex,
+The optimizer steps skin only the vertices their losses read (``subset_skinning``): stage 1 none,
+stage 2 the uniform surface subset of the chamfer term; the COCO joints (a fixed linear combination
+of posed vertices) come from the bones' transforms through the regressor's per-bone sums
+(:meth:`~smplify3d_core.body.model.SMPLBody.skinned_regressor`); the whole mesh is posed for ICP,
+for the visible-surface test when it needs normals (every ``visible_surface_refresh_steps`` stage-2
+steps) and once for the output. Skinning is per vertex,
 so the result is that of skinning the whole mesh at every step.
 
 A person whose loss turns non-finite keeps its last finite parameters and is flagged
@@ -99,11 +101,11 @@ class WarmStart:
 
 @dataclass
 class _SkinnedVertices:
-    """What one optimizer step skins: ``vertices`` (None: the whole mesh), the COCO regressor over them
-    (17, S) and where the uniform surface subset lies among them ((M,) index, None if not all of it)."""
+    """What one optimizer step skins: ``vertices`` (None: the whole mesh, whose COCO joints are regressed
+    from the posed vertices; else only these, the joints coming from the bones' transforms) and where
+    the uniform surface subset lies among them ((M,) index, None if not all of it)."""
 
     vertices: Optional[VertexSubset]
-    coco_regressor: torch.Tensor
     surface_index: Optional[torch.Tensor]
 
 
@@ -127,12 +129,12 @@ class SMPLify3D:
         tables = body_tables(body.data)
         dtype = body.v_template.dtype
         self.coco_regressor = torch.as_tensor(tables.coco17_regressor, dtype=dtype, device=self.device)
+        self.coco_skinned = self.body.skinned_regressor(tables.coco17_regressor)
         self.surface = VisibleSurface(tables, body.faces, device=self.device)
-        # what the optimizer steps skin: stage 1 the COCO regressor's vertices, stage 2 those and the surface
-        coco_ids = torch.nonzero(self.coco_regressor.abs().sum(0) > 0).flatten()
-        self.whole_mesh = _SkinnedVertices(None, self.coco_regressor, self.surface.subset)
-        self.stage1_vertices = self._skinned_vertices(coco_ids)
-        self.stage2_vertices = self._skinned_vertices(torch.cat([coco_ids, self.surface.subset]).unique())
+        # what the optimizer steps skin: stage 1 no vertex, stage 2 the surface subset
+        self.whole_mesh = _SkinnedVertices(None, self.surface.subset)
+        self.stage1_vertices = self._skinned_vertices(self.surface.subset[:0])
+        self.stage2_vertices = self._skinned_vertices(self.surface.subset.unique())
         self.warm_up_seconds: Optional[float] = None  # set by the first fit (see :meth:`warm_up`)
 
     def warm_up(self) -> float:
@@ -168,12 +170,11 @@ class SMPLify3D:
         subset = self.body.vertex_subset(vertex_ids.cpu().numpy())
         covered = bool(torch.isin(self.surface.subset, subset.vertex_ids).all())
         surface = torch.searchsorted(subset.vertex_ids, self.surface.subset) if covered else None
-        return _SkinnedVertices(subset, self.coco_regressor[:, subset.vertex_ids].contiguous(), surface)
+        return _SkinnedVertices(subset, surface)
 
-    def _coco_joints(self, vertices: torch.Tensor, regressor: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """(B, 17, 3) COCO joints of skinned ``vertices`` (B, V, 3); ``regressor`` (17, V): the COCO regressor
-        over those vertices (default: the whole mesh's)."""
-        return torch.einsum("jv,bvc->bjc", self.coco_regressor if regressor is None else regressor, vertices)
+    def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(B, 17, 3) COCO joints of the posed whole mesh ``vertices`` (B, 6890, 3)."""
+        return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
 
     def _posed(self, params: dict, skinned: "_SkinnedVertices"):
         """One body pass over ``skinned``'s vertices (the whole mesh when ``subset_skinning`` is off).
@@ -182,9 +183,13 @@ class SMPLify3D:
         does not cover it), metres, camera frame."""
         if not self.config.subset_skinning:
             skinned = self.whole_mesh
-        out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"],
-                        vertices=skinned.vertices)
-        coco = self._coco_joints(out.vertices, skinned.coco_regressor)
+        if skinned.vertices is None:
+            out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
+            coco = self._coco_joints(out.vertices)
+        else:
+            out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"],
+                            vertices=skinned.vertices, regressor=self.coco_skinned)
+            coco = out.regressed
         surface = None if skinned.surface_index is None else out.vertices[:, skinned.surface_index]
         return coco, surface
 
@@ -194,8 +199,8 @@ class SMPLify3D:
         of their betas: (base (B, 17, 3), directions (B, 17, 3, K)) m, joints = base + directions · betas.
 
         With the rotations fixed, linear blend skinning is affine in the betas (shaped vertices and rest
-        joints are linear in them, the joint rotations do not depend on them), so one pass over the
-        regressor's vertices for betas 0 and each unit vector gives the map exactly."""
+        joints are linear in them, the joint rotations do not depend on them), so one pass through the
+        bones' transforms for betas 0 and each unit vector (no vertex skinned) gives the map exactly."""
         batch, count = params["betas"].shape
         dtype, device = params["betas"].dtype, params["betas"].device
         unit = torch.cat([torch.zeros(1, count, dtype=dtype, device=device), torch.eye(count, dtype=dtype, device=device)])
@@ -340,6 +345,8 @@ class SMPLify3D:
         }
 
         start = time.perf_counter()
+        # the LiDAR points stay fixed during the fit: one index over them serves ICP and the stages
+        points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
         if should_stop is not None and should_stop():
             raise FitCancelled("fit cancelled before ICP")
         if cfg.icp.enabled and cfg.use_lidar and bool(use_3d.any()):
@@ -355,7 +362,7 @@ class SMPLify3D:
                     out.vertices[:, self.surface.subset], surface_mask, inputs.points, inputs.points_mask,
                     iterations=schedule.icp_iterations if warm is not None else cfg.icp.iterations,
                     with_rotation=not cfg.icp.keep_rotation,
-                    max_distance=cfg.icp.max_distance_m, tolerance=cfg.icp.tolerance_m,
+                    max_distance=cfg.icp.max_distance_m, tolerance=cfg.icp.tolerance_m, target_index=points_index,
                 )
                 new_orient, new_transl = apply_rigid_to_smpl(
                     params["global_orient"], params["transl"], self.rest_pelvis(params["betas"]),
@@ -374,7 +381,6 @@ class SMPLify3D:
             if warm.anchor_pose is not None:
                 init_body_pose = warm.anchor_pose.to(self.device, inputs.init_body_pose.dtype)
         lidar_parts = visibility.lidar_parts
-        points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
 
         stage1_map = {}
 
