@@ -43,6 +43,19 @@ def test_chamfer_equals_brute_force_and_has_gradients():
     assert a.grad[~a_mask].abs().sum() == 0
 
 
+def test_chamfer_gradients_match_finite_differences_for_both_point_sets():
+    """The chamfer term's hand-written backward (offsets scattered onto the matched entries) agrees with
+    finite differences for the surface and the points, padded entries and a person without points included."""
+    (a, a_mask), (b, b_mask), _, _ = _random_sets(2)
+    b_mask[1] = False  # a person without points: value and gradients 0
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda s, p: chamfer_distance(s, a_mask, p, b_mask, "brute"), (a, b),
+                                    eps=1e-6, atol=1e-6)
+    chamfer_distance(a, a_mask, b, b_mask, "kdtree").sum().backward()
+    assert a.grad[1].abs().sum() == 0 and b.grad[1].abs().sum() == 0 and a.grad[0].abs().sum() > 0
+
+
 def test_chamfer_of_a_person_without_points_is_zero_and_nan_points_are_masked():
     padded, mask = pad_point_sets([np.zeros((0, 3)), np.array([[0, 0, 1.0], [np.nan, 0, 0]])], dtype=torch.float64)
     assert mask.tolist() == [[False, False], [True, False]]
@@ -240,7 +253,8 @@ def test_one_tree_for_the_batch_answers_each_person_from_its_own_points():
     expected = nearest_indices(query, points, points_mask, method="brute")
     found = tree.query(query)
     assert torch.equal(found[:2], expected[:2]) and torch.equal(found[2], torch.zeros(30, dtype=torch.long))
-    rows, ids, bound = tree.query_candidates(query, torch.ones(3, 30, dtype=torch.bool), 4)
+    rows, ids, distances = tree.query_candidates(query, torch.ones(3, 30, dtype=torch.bool), 4)
     assert rows.tolist() == list(range(60))  # the person without points is not searched
     assert torch.equal(ids[:30, 0], expected[0]) and torch.equal(ids[30:], torch.zeros(30, 4, dtype=torch.long))
-    assert torch.isinf(bound[30:]).all() and torch.isfinite(bound[:30]).all()
+    assert torch.isinf(distances[30:, 1:]).all() and torch.isfinite(distances[:30]).all()
+    assert bool((distances[:30, 1:] >= distances[:30, :-1]).all())  # nearest first

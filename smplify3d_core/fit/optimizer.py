@@ -103,10 +103,11 @@ class WarmStart:
 class _SkinnedVertices:
     """What one optimizer step skins: ``vertices`` (None: the whole mesh, whose COCO joints are regressed
     from the posed vertices; else only these, the joints coming from the bones' transforms) and where
-    the uniform surface subset lies among them ((M,) index, None if not all of it)."""
+    the uniform surface subset lies among them ((M,) index, or ``slice(None)`` when they are exactly
+    it; None if not all of it)."""
 
     vertices: Optional[VertexSubset]
-    surface_index: Optional[torch.Tensor]
+    surface_index: "Optional[torch.Tensor | slice]"
 
 
 class FitCancelled(Exception):
@@ -170,6 +171,8 @@ class SMPLify3D:
         subset = self.body.vertex_subset(vertex_ids.cpu().numpy())
         covered = bool(torch.isin(self.surface.subset, subset.vertex_ids).all())
         surface = torch.searchsorted(subset.vertex_ids, self.surface.subset) if covered else None
+        if surface is not None and torch.equal(surface, torch.arange(len(subset), device=surface.device)):
+            surface = slice(None)  # the skinned vertices are the surface subset, in its order
         return _SkinnedVertices(subset, surface)
 
     def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:

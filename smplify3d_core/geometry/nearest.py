@@ -49,11 +49,12 @@ class BatchedKDTree:
         self.mask_np = ref_mask.detach().cpu().numpy().astype(bool)
         self.has_points = self.mask_np.any(1)
         self.person_of, self.index_of = np.nonzero(self.mask_np)  # tree entry -> (person, point index)
-        span = float(np.abs(self.ref_np[self.mask_np]).max()) if len(self.person_of) else 0.0
+        entries = self.ref_np[self.person_of, self.index_of]
+        span = float(np.abs(entries).max()) if len(entries) else 0.0
         self.separation = 2.0 * (span + QUERY_REACH_M)
         # unbalanced tree without node compaction: built about twice as fast, queried as fast
-        self.tree = (cKDTree(self._shifted(self.ref_np[self.person_of, self.index_of], self.person_of),
-                             balanced_tree=False, compact_nodes=False) if len(self.person_of) else None)
+        self.tree = (cKDTree(self._shifted(entries, self.person_of), balanced_tree=False, compact_nodes=False)
+                     if len(entries) else None)
 
     def _shifted(self, points: np.ndarray, person: np.ndarray) -> np.ndarray:
         shifted = np.array(points, dtype=np.float64)
@@ -98,42 +99,36 @@ class BatchedKDTree:
 
     def query_candidates(self, query: torch.Tensor, query_mask: torch.Tensor, count: int):
         """The ``count`` nearest ref points of the ``query_mask`` (B, N) entries of ``query`` (B, N, 3)
-        and the distance of the next one, for those entries only.
+        and their distances and that of the next one, for those entries only.
 
         Returns (rows (S,) flat indices b * N + n of the searched entries; ids (S, count) into each
-        person's ref points, nearest first; the (count+1)-th nearest distance (S,) m). Where a person
-        has fewer points the missing ids repeat the nearest one and the bound is infinite; entries of
-        persons without points are not returned.
+        person's ref points, nearest first; distances (S, count + 1) m of those and of the next
+        nearest). Where a person has fewer points the missing ids repeat the nearest one and their
+        distances are infinite; entries of persons without points are not returned.
         """
         device = query.device
         query_np, person, rows = self._rows(query, query_mask)
         if not len(rows):
             return (torch.zeros(0, dtype=torch.long, device=device), torch.zeros(0, count, dtype=torch.long, device=device),
-                    torch.zeros(0, dtype=query.dtype, device=device))
+                    torch.zeros(0, count + 1, dtype=query.dtype, device=device))
         distance, ids = self._search(query_np, person, rows, count + 1)
         ids = np.where(ids < 0, ids[:, :1], ids)
         flat = person * query.shape[1] + rows
         return (torch.from_numpy(flat).to(device), torch.from_numpy(ids[:, :count]).to(device),
-                torch.from_numpy(distance[:, count]).to(device, query.dtype))
-
-
-def _candidate_distances(query: torch.Tensor, ref: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """(B, N, K) squared distances from query (B, N, 3) to its candidates (B, N, K) ids into ref (B, M, 3)."""
-    batch, count, k = candidates.shape
-    rows = candidates + (torch.arange(batch, device=ref.device) * ref.shape[1])[:, None, None]
-    positions = ref.reshape(-1, 3).index_select(0, rows.reshape(-1)).reshape(batch, count, k, 3)
-    return (query[:, :, None] - positions).square().sum(-1)
+                torch.from_numpy(distance).to(device, query.dtype))
 
 
 class FixedPointsNearest:
     """Nearest neighbours in fixed points ``ref`` (B, M, 3) for query points that move a little between calls.
 
-    Built once per fit over the LiDAR points and queried at every optimizer step with the moving
-    surface. Each query point keeps its ``candidates`` nearest ref points from its last search and
-    the distance d of the next one. While the point has moved by less than d minus its distance to
-    the nearest candidate, no other ref point can be nearer (triangle inequality), so the nearest
-    candidate is the exact answer (ties aside); only the other points are searched again. Same
-    interface as :class:`BatchedKDTree` (``query(query (B, N, 3), query_mask (B, N)) -> (B, N)``).
+    Built once per fit over the LiDAR points and queried at every ICP iteration and optimizer step with
+    the moving surface. Each query point keeps its ``candidates`` nearest ref points from its last
+    search (their positions, stored coordinate-major so that a call is a few elementwise passes) and
+    the distance d of the next ref point. While the point has moved by less than d minus its distance
+    to the nearest candidate, no other ref point can be nearer (triangle inequality), so the nearest
+    candidate is the exact answer (ties aside); only the other points are searched again, with the
+    KD-tree built once over ``ref``. Same interface as :class:`BatchedKDTree`
+    (``query(query (B, N, 3), query_mask (B, N)) -> (B, N)``).
     """
 
     def __init__(self, ref: torch.Tensor, ref_mask: torch.Tensor, candidates: int = 4) -> None:
@@ -142,27 +137,40 @@ class FixedPointsNearest:
         self.count = int(candidates)
         self.searched_at = None  # (B, N, 3) where each query point was last searched
         self.candidates = None  # (B, N, K) its nearest ref points then
+        self.candidate_positions = None  # (B, N, 3, K) where they are, m
         self.bound = None  # (B, N) the distance of the next ref point then, m
         self.searches = 0  # query points searched so far (for benchmarks)
+
+    def _reset(self, query: torch.Tensor) -> None:
+        shape = query.shape[:2]
+        self.searched_at = torch.full_like(query, float("nan"))
+        self.candidates = torch.zeros(shape + (self.count,), dtype=torch.long, device=query.device)
+        self.candidate_positions = torch.zeros(shape + (3, self.count), dtype=query.dtype, device=query.device)
+        self.bound = torch.zeros(shape, dtype=query.dtype, device=query.device)
+
+    def _search(self, query: torch.Tensor, stale: torch.Tensor) -> None:
+        """Search the query points ``stale`` (B, N) again and keep what they found."""
+        rows, ids, distances = self.tree.query_candidates(query, stale, self.count)
+        self.candidates.view(-1, self.count).index_copy_(0, rows, ids)
+        person_rows = (rows // query.shape[1] * self.ref.shape[1])[:, None]
+        positions = self.ref.reshape(-1, 3)[ids + person_rows].transpose(1, 2)  # (S, 3, K)
+        self.candidate_positions.view(-1, 3, self.count).index_copy_(0, rows, positions.to(query.dtype))
+        self.bound.view(-1).index_copy_(0, rows, distances[:, self.count])
+        self.searched_at.view(-1, 3).index_copy_(0, rows, query.reshape(-1, 3).index_select(0, rows))
+        self.searches += int(rows.shape[0])
 
     def query(self, query: torch.Tensor, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         query = query.detach()
         if query_mask is None:
             query_mask = torch.ones(query.shape[:2], dtype=torch.bool, device=query.device)
         if self.searched_at is None or self.searched_at.shape != query.shape:
-            self.searched_at = torch.full_like(query, float("nan"))
-            self.candidates = torch.zeros(query.shape[:2] + (self.count,), dtype=torch.long, device=query.device)
-            self.bound = torch.zeros(query.shape[:2], dtype=query.dtype, device=query.device)
-        squared, nearest = _candidate_distances(query, self.ref, self.candidates).min(-1)
+            self._reset(query)
+        squared, nearest = (self.candidate_positions - query[..., None]).square().sum(2).min(-1)
         margin = (self.bound - (query - self.searched_at).norm(dim=-1)).clamp(min=0.0)
         stale = query_mask & ~(squared < margin.square())  # never searched: the margin is NaN
         if bool(stale.any()):
-            rows, ids, bound = self.tree.query_candidates(query, stale, self.count)
-            self.candidates.view(-1, self.count).index_copy_(0, rows, ids)
-            self.bound.view(-1).index_copy_(0, rows, bound)
-            self.searched_at.view(-1, 3).index_copy_(0, rows, query.reshape(-1, 3).index_select(0, rows))
-            nearest.view(-1).index_fill_(0, rows, 0)
-            self.searches += int(rows.shape[0])
+            self._search(query, stale)
+            nearest.masked_fill_(stale, 0)
         found = torch.gather(self.candidates, 2, nearest[..., None])[..., 0]
         return found.masked_fill_(~query_mask, 0)
 
@@ -187,9 +195,41 @@ def nearest_indices(query: torch.Tensor, ref: torch.Tensor, ref_mask: torch.Tens
     raise ValueError(f"unknown nearest-neighbour method {method!r}; use 'auto', 'kdtree' or 'brute'")
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    weights = mask.to(values.dtype)
-    return (values * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+def _mean_weights(mask: torch.Tensor, usable: torch.Tensor) -> torch.Tensor:
+    """(B, N) weights of a per-person mean over the ``mask`` (B, N) entries, 0 for persons not ``usable`` (B,)."""
+    weights = mask.to(usable.dtype)
+    return weights * (usable / weights.sum(1).clamp(min=1.0))[:, None]
+
+
+class _ChamferTerms(torch.autograd.Function):
+    """Σ_i w_i ‖s_i − p_{a(i)}‖² + Σ_j v_j ‖p_j − s_{b(j)}‖² per person, for found correspondences a, b.
+
+    forward(surface (B, N, 3), points (B, M, 3), to_points (B, N), to_surface (B, M), surface_weights
+    (B, N), points_weights (B, M)) -> (B,). One fused forward and a hand-written backward (the
+    offsets scattered back onto the matched entries) instead of a dozen autograd nodes per step.
+    """
+
+    @staticmethod
+    def forward(ctx, surface, points, to_points, to_surface, surface_weights, points_weights):
+        surface_offsets = surface - torch.gather(points, 1, to_points[..., None].expand(-1, -1, 3))
+        points_offsets = points - torch.gather(surface, 1, to_surface[..., None].expand(-1, -1, 3))
+        weighted_surface = surface_weights[..., None] * surface_offsets
+        weighted_points = points_weights[..., None] * points_offsets
+        ctx.save_for_backward(weighted_surface, weighted_points, to_points, to_surface)
+        return (weighted_surface * surface_offsets).sum((1, 2)) + (weighted_points * points_offsets).sum((1, 2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        weighted_surface, weighted_points, to_points, to_surface = ctx.saved_tensors
+        scale = 2.0 * grad[:, None, None]
+        grad_surface = grad_points = None
+        if ctx.needs_input_grad[0]:
+            grad_surface = (scale * weighted_surface).scatter_add_(
+                1, to_surface[..., None].expand(-1, -1, 3), -scale * weighted_points)
+        if ctx.needs_input_grad[1]:
+            grad_points = (scale * weighted_points).scatter_add_(
+                1, to_points[..., None].expand(-1, -1, 3), -scale * weighted_surface)
+        return grad_surface, grad_points, None, None, None, None
 
 
 def chamfer_distance(
@@ -226,12 +266,9 @@ def chamfer_distance(
         else:
             to_points = nearest_indices(surface, points, points_mask, method)
             to_surface = nearest_indices(points, surface, surface_mask, method)
-    gathered_points = torch.gather(points, 1, to_points[..., None].expand(-1, -1, 3))
-    gathered_surface = torch.gather(surface, 1, to_surface[..., None].expand(-1, -1, 3))
-    forward = ((surface - gathered_points) ** 2).sum(-1)
-    backward = ((points - gathered_surface) ** 2).sum(-1)
     usable = (surface_mask.any(1) & points_mask.any(1)).to(surface.dtype)
-    return (_masked_mean(forward, surface_mask) + _masked_mean(backward, points_mask)) * usable
+    return _ChamferTerms.apply(surface, points, to_points, to_surface, _mean_weights(surface_mask, usable),
+                               _mean_weights(points_mask, usable))
 
 
 def pad_point_sets(point_sets: list, device="cpu", dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
