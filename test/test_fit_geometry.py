@@ -9,7 +9,7 @@ from smplify3d_core.fit.losses import occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import keypoint_visibility, occluded_joint_weights
 from smplify3d_core.body.tables import BODY_PARTS
 from smplify3d_core.geometry.nearest import (
-    BatchedKDTree, FixedPointsNearest, chamfer_distance, nearest_indices, pad_point_sets,
+    BatchedKDTree, FixedPointsNearest, chamfer_distance, nearest_indices, pad_point_sets, set_search_threads,
 )
 from smplify3d_core.geometry.rotations import axis_angle_to_matrix
 
@@ -253,8 +253,25 @@ def test_one_tree_for_the_batch_answers_each_person_from_its_own_points():
     expected = nearest_indices(query, points, points_mask, method="brute")
     found = tree.query(query)
     assert torch.equal(found[:2], expected[:2]) and torch.equal(found[2], torch.zeros(30, dtype=torch.long))
+    broken = query.clone()
+    broken[0, 5] = float("nan")  # a non-finite query (a diverged person) gets an index, not an error
+    assert 0 <= int(tree.query(broken)[0, 5]) < 40
     rows, ids, distances = tree.query_candidates(query, torch.ones(3, 30, dtype=torch.bool), 4)
     assert rows.tolist() == list(range(60))  # the person without points is not searched
     assert torch.equal(ids[:30, 0], expected[0]) and torch.equal(ids[30:], torch.zeros(30, 4, dtype=torch.long))
     assert torch.isinf(distances[30:, 1:]).all() and torch.isfinite(distances[:30]).all()
     assert bool((distances[:30, 1:] >= distances[:30, :-1]).all())  # nearest first
+
+
+def test_the_search_threads_leave_the_answers_unchanged():
+    """``smplify3d --threads`` also sets the KD-tree's own OpenMP threads; the answers do not depend on them."""
+    generator = torch.Generator().manual_seed(10)
+    points = torch.randn(4, 500, 3, generator=generator, dtype=torch.float64)
+    query = torch.randn(4, 3000, 3, generator=generator, dtype=torch.float64)
+    mask = torch.ones(4, 500, dtype=torch.bool)
+    answers = []
+    for threads in (2, 1):
+        assert set_search_threads(threads)  # the runtime that pykdtree searches with was found
+        answers.append(BatchedKDTree(points, mask).query_candidates(query, torch.ones(4, 3000, dtype=torch.bool), 4))
+    for first, second in zip(*answers):
+        assert torch.equal(first, second)

@@ -46,10 +46,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from smplify3d_core.body.default_model import default_body_model_dir
     from smplify3d_core.body.model import SMPLBody
     from smplify3d_core.fit.config import load_fit_config
+    from smplify3d_core.geometry.nearest import set_search_threads
 
     threads = getattr(args, "threads", None)
     if threads:  # smplify3d's main() sets it too; kept so that the command also works on its own
         torch.set_num_threads(max(1, int(threads)))
+        set_search_threads(max(1, int(threads)))
     quick = bool(args.quick)
     if args.sequence or args.moving_robot:
         return _cmd_sequence_bench(args)
