@@ -141,7 +141,7 @@ class FixedPointsNearest:
 
     Built once per fit over the LiDAR points and queried at every ICP iteration and optimizer step with
     the moving surface. Each query point keeps its ``candidates`` nearest ref points from its last
-    search (their positions, stored coordinate-major so that a call is a few elementwise passes) and
+    search (their positions, stored as (3, K, B·N) planes so that a call is a few elementwise passes) and
     the distance d of the next ref point. While the point has moved by less than d minus its distance
     to the nearest candidate, no other ref point can be nearer (triangle inequality), so the nearest
     candidate is the exact answer (ties aside); only the other points are searched again, with the
@@ -155,7 +155,7 @@ class FixedPointsNearest:
         self.count = int(candidates)
         self.searched_at = None  # (B, N, 3) where each query point was last searched
         self.candidates = None  # (B, N, K) its nearest ref points then
-        self.candidate_positions = None  # (B, N, 3, K) where they are, m
+        self.candidate_positions = None  # (3, K, B * N) where they are, m
         self.bound = None  # (B, N) the distance of the next ref point then, m
         self.searches = 0  # query points searched so far (for benchmarks)
 
@@ -163,7 +163,7 @@ class FixedPointsNearest:
         shape = query.shape[:2]
         self.searched_at = torch.full_like(query, float("nan"))
         self.candidates = torch.zeros(shape + (self.count,), dtype=torch.long, device=query.device)
-        self.candidate_positions = torch.zeros(shape + (3, self.count), dtype=query.dtype, device=query.device)
+        self.candidate_positions = torch.zeros(3, self.count, shape[0] * shape[1], dtype=query.dtype, device=query.device)
         self.bound = torch.zeros(shape, dtype=query.dtype, device=query.device)
 
     def _search(self, query: torch.Tensor, stale: torch.Tensor) -> None:
@@ -171,8 +171,8 @@ class FixedPointsNearest:
         rows, ids, distances = self.tree.query_candidates(query, stale, self.count)
         self.candidates.view(-1, self.count).index_copy_(0, rows, ids)
         person_rows = (rows // query.shape[1] * self.ref.shape[1])[:, None]
-        positions = self.ref.reshape(-1, 3)[ids + person_rows].transpose(1, 2)  # (S, 3, K)
-        self.candidate_positions.view(-1, 3, self.count).index_copy_(0, rows, positions.to(query.dtype))
+        positions = self.ref.reshape(-1, 3)[ids + person_rows].permute(2, 1, 0)  # (3, K, S)
+        self.candidate_positions.index_copy_(2, rows, positions.to(query.dtype))
         self.bound.view(-1).index_copy_(0, rows, distances[:, self.count])
         self.searched_at.view(-1, 3).index_copy_(0, rows, query.reshape(-1, 3).index_select(0, rows))
         self.searches += int(rows.shape[0])
@@ -183,7 +183,12 @@ class FixedPointsNearest:
             query_mask = torch.ones(query.shape[:2], dtype=torch.bool, device=query.device)
         if self.searched_at is None or self.searched_at.shape != query.shape:
             self._reset(query)
-        squared, nearest = (self.candidate_positions - query[..., None]).square().sum(2).min(-1)
+        planes = query.reshape(-1, 3).T  # (3, B * N)
+        squared = (self.candidate_positions[0] - planes[0]).square_()
+        squared += (self.candidate_positions[1] - planes[1]).square_()
+        squared += (self.candidate_positions[2] - planes[2]).square_()
+        squared, nearest = squared.min(0)
+        squared, nearest = squared.view(query.shape[:2]), nearest.view(query.shape[:2])
         margin = (self.bound - (query - self.searched_at).norm(dim=-1)).clamp(min=0.0)
         stale = query_mask & ~(squared < margin.square())  # never searched: the margin is NaN
         if bool(stale.any()):
