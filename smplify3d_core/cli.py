@@ -292,15 +292,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     fitter = build_fitter(body_loader(config.gender), load_fit_config(config.preset), device=config.device,
                           seed=config.seed)
     front_ends = load_front_ends(config)
-    out = args.out or Path(args.data) / f"eval_{args.dataset}"
-    report = evaluate_dataset(reader, fitter, out, with_pck=args.pck, front_ends=front_ends, config=config,
-                              progress=not args.no_progress,
-                              log=lambda message: print(message, file=sys.stderr), max_frames=args.max_frames)
+    out = args.out or Path(args.data) / f"eval_{args.dataset}{'_tracked' if args.tracked else ''}"
+    evaluate = evaluate_dataset
+    if args.tracked:
+        from smplify3d_core.eval.tracked_dataset import evaluate_dataset_tracked as evaluate
+    report = evaluate(reader, fitter, out, with_pck=args.pck, front_ends=front_ends, config=config,
+                      progress=not args.no_progress,
+                      log=lambda message: print(message, file=sys.stderr), max_frames=args.max_frames)
     summary = report.summary
     print(f"evaluated {summary['frames_evaluated']}/{summary['frames_listed']} frames "
           f"({report.fitted_frames} fitted now, {report.cached_frames} from the cache), {len(report.issues)} issues")
     if summary["combined"]["persons"]:
         print(format_summary(summary))
+    for sequence, motion in summary.get("motion", {}).items():
+        print(f"{sequence}: acceleration error {motion['accel_error_mm']:.1f} mm/frame², {motion['id_switches']} identity "
+              f"switches, {motion['seconds_per_frame']:.2f} s/frame, {motion['warm_started_fraction']:.0%} of "
+              f"{motion['fits']} fits warm-started")
     print(f"wrote {Path(out) / 'metrics.json'}")
     return 0 if summary["combined"]["persons"] else 1
 
@@ -398,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pck", action="store_true", help="also report PCK@50mm and AUC 0-200mm")
     p.add_argument("--sequences", nargs="+", default=None, help="only these sequences")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (smoke runs)")
+    p.add_argument("--tracked", action="store_true",
+                   help="humanm3/sloper4d/demo: run each sequence in order through the tracked frame path, as the node "
+                        "does (warm starts, track ids; not resumed from cached frames) and add acceleration error, "
+                        "identity switches and s/frame per sequence; --dataset sequence is always tracked")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_camera_flags(p)
     add_pipeline_arguments(p, skip=("max_persons", "max_cloud_points"))

@@ -180,6 +180,8 @@ class FrameObservation:
     image: (H, W, 3) uint8 RGB or None when not loaded.
     cloud_lidar: (N, 3) the full cloud in the LiDAR frame, metres, or None.
     truth: ground truth keyed by tracking id, or None when unknown.
+    T_world_cam: (4, 4) camera -> a fixed world frame where the source knows one (a dataset's world,
+    a sequence's odom), else None; tracking and motion metrics use it.
     """
 
     sequence: str
@@ -191,9 +193,12 @@ class FrameObservation:
     image_file: Optional[str] = None
     cloud_lidar: Optional[np.ndarray] = None
     truth: Optional[dict] = None
+    T_world_cam: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         self.T_cam_lidar = _as_float_array(self.T_cam_lidar, (4, 4), "T_cam_lidar")
+        if self.T_world_cam is not None:
+            self.T_world_cam = _as_float_array(self.T_world_cam, (4, 4), "T_world_cam")
         rotation = self.T_cam_lidar[:3, :3]
         if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or not np.allclose(self.T_cam_lidar[3], [0, 0, 0, 1]):
             raise ValueError("T_cam_lidar must be a rigid 4x4 transform (orthonormal rotation, last row [0, 0, 0, 1])")

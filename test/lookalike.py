@@ -25,6 +25,7 @@ from smplify3d_core.eval.scene_folder import write_scene_folder
 from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import simulate_scene
+from smplify3d_core.sim.sequence import SequenceSettings, simulate_sequence
 
 
 def _write_image(path: Path, rgb: np.ndarray) -> None:
@@ -34,14 +35,23 @@ def _write_image(path: Path, rgb: np.ndarray) -> None:
 
 def write_humanm3_lookalike(root, body, sequences: Sequence[str] = ("basketball1", "plaza"), frames: int = 2,
                             persons: int = 2, seed: int = 0, keypoints: bool = True, inits: bool = True,
-                            lidar_yaw_deg: float = 8.0) -> Path:
+                            lidar_yaw_deg: float = 8.0, preset=None, moving_people: bool = False) -> Path:
     """``<root>/test/<seq>/`` folders. The world frame is the LiDAR frame (z up), turned
     ``lidar_yaw_deg`` about the vertical against the camera, so the world -> camera extrinsic is a
-    non-trivial rotation + translation. GT = the 15 HumanM3 joints regressed from the true meshes."""
+    non-trivial rotation + translation. GT = the 15 HumanM3 joints regressed from the true meshes.
+    Frames are independent random scenes, or with ``moving_people`` a simulated sequence at 10 Hz
+    (the same people walking, stable ids; the rig stands still as HumanM3's does). ``preset``: the
+    sensor (default humanm3)."""
     root = Path(root)
     regressor = body_tables(body.data).humanm3_regressor
-    preset = get_preset("humanm3").with_changes(lidar_rpy_deg=(0.0, 0.0, float(lidar_yaw_deg)))
+    preset = (preset or get_preset("humanm3")).with_changes(lidar_rpy_deg=(0.0, 0.0, float(lidar_yaw_deg)))
     for s, sequence in enumerate(sequences):
+        if moving_people:
+            settings = SequenceSettings(persons=persons, frames=frames, fps=10.0, preset=preset, seed=seed + s,
+                                        crossings=False)
+            scenes = [item.scene for item in simulate_sequence(body, settings)]
+        else:
+            scenes = [simulate_scene(body, persons=persons, preset=preset, seed=seed + 1000 * s + f) for f in range(frames)]
         camera = HUMANM3_SEQUENCES[sequence]
         folder = root / "test" / sequence
         T_cam_world = preset.T_cam_lidar
@@ -49,9 +59,8 @@ def write_humanm3_lookalike(root, body, sequences: Sequence[str] = ("basketball1
         write_json_atomic(folder / "camera_calibration" / f"{camera}.json",
                           {"intrinsic": K34.tolist(), "extrinsic": T_cam_world.tolist()})
         T_world_cam = rigid_inverse(T_cam_world)
-        for f in range(frames):
+        for f, scene in enumerate(scenes):
             frame_id = f"{f:06d}"
-            scene = simulate_scene(body, persons=persons, preset=preset, seed=seed + 1000 * s + f)
             frame = scene.frame
             write_pcd(folder / "pointcloud" / f"{frame_id}.pcd", frame.cloud_lidar)
             poses = {}

@@ -50,11 +50,14 @@ class DatasetReader(ABC):
     """Base of the readers. Subclasses fill ``scan`` and ``load_frame``.
 
     truth_kind: ``"joints15"`` (HumanM3 joints) or ``"smpl"`` (SMPL meshes) or ``"auto"`` (per person).
+    frame_rate_hz: the LiDAR's frame rate; a frame's stamp is its index in the sequence over it
+    (tracked evaluation).
     issues: messages about sequences/frames the scan could not use (each names the file or folder).
     """
 
     name = "dataset"
     truth_kind = "auto"
+    frame_rate_hz = 10.0
 
     def __init__(self, root) -> None:
         self.root = Path(root)

@@ -190,6 +190,19 @@ def _load_cache(path: Path, setup: str) -> Optional[dict]:
     return record if record.get("version") == CACHE_VERSION and record.get("setup") == setup else None
 
 
+def start_evaluation(reader: DatasetReader, out_dir, max_frames: Optional[int], log: Callable[[str], None]):
+    """The output folder (created), the frames to evaluate (the first ``max_frames``) and the issues the
+    reader's scan met (each logged): (out Path, [FrameRef], [str])."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    refs = reader.frames()
+    if max_frames is not None:
+        refs = refs[:max_frames]
+    for message in reader.issues:
+        log(f"warning: {message}")
+    return out, refs, list(reader.issues)
+
+
 def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = False,
                      front_ends: Optional[FrontEnds] = None, config: Optional[PipelineConfig] = None,
                      progress: bool = True, log: Callable[[str], None] = print,
@@ -197,14 +210,7 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
     """Evaluate every frame of ``reader`` (resuming from cached frames) and write the summary files."""
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    refs = reader.frames()
-    if max_frames is not None:
-        refs = refs[:max_frames]
-    issues = list(reader.issues)
-    for message in reader.issues:
-        log(f"warning: {message}")
+    out, refs, issues = start_evaluation(reader, out_dir, max_frames, log)
     records = []
     fitted = cached = 0
     setup = _setup_key(reader, fitter, (config or PipelineConfig()).verdict)

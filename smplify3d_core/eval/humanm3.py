@@ -30,7 +30,7 @@ from smplify3d_core.eval.io import (
     DatasetError, image_size, keypoints_payload, parse_inits, parse_keypoints, read_image_rgb, read_json, read_pcd,
     write_json_atomic,
 )
-from smplify3d_core.geometry.transforms import transform_points
+from smplify3d_core.geometry.transforms import rigid_inverse, transform_points
 from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera
 
 HUMANM3_SEQUENCES = {"basketball1": "camera_1", "basketball2": "camera_0", "intersection": "camera_3", "plaza": "camera_2"}
@@ -66,6 +66,7 @@ def crop_person(points_world: np.ndarray, joints_world: np.ndarray) -> np.ndarra
 class HumanM3Reader(DatasetReader):
     name = "humanm3"
     truth_kind = "joints15"
+    frame_rate_hz = 10.0  # the Livox
 
     def __init__(self, root, sequences=None) -> None:
         super().__init__(root)
@@ -173,5 +174,5 @@ class HumanM3Reader(DatasetReader):
                                              pose3d=joints_cam))
         frame = FrameObservation(sequence=ref.sequence, frame_id=ref.frame_id, camera=camera, T_cam_lidar=T_cam_world,
                                  persons=persons, image=image, image_file=str(image_path.relative_to(self.test_dir)),
-                                 cloud_lidar=cloud)
+                                 cloud_lidar=cloud, T_world_cam=rigid_inverse(T_cam_world))
         return frame, notes

@@ -63,6 +63,7 @@ def world2lidar_from_traj(row) -> np.ndarray:
 class Sloper4DReader(DatasetReader):
     name = "sloper4d"
     truth_kind = "smpl"
+    frame_rate_hz = 20.0  # the Ouster
 
     def __init__(self, root, body_loader=None, sequences=None, min_lidar_visible: int = MIN_LIDAR_VISIBLE_KEYPOINTS) -> None:
         super().__init__(root)
@@ -250,5 +251,6 @@ class Sloper4DReader(DatasetReader):
         person = PersonObservation(SUBJECT_ID, box, keypoints[:, :3], keypoints[:, 3], points_cam, init=init)
         frame = FrameObservation(sequence=ref.sequence, frame_id=ref.frame_id, camera=camera, T_cam_lidar=lidar2cam,
                                  persons=[person], image=image, image_file=ref.files["image"].name,
-                                 cloud_lidar=transform_points(world2lidar, points_world), truth={SUBJECT_ID: truth})
+                                 cloud_lidar=transform_points(world2lidar, points_world), truth={SUBJECT_ID: truth},
+                                 T_world_cam=rigid_inverse(cam_world))
         return frame, []
