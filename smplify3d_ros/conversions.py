@@ -371,9 +371,10 @@ def pointcloud2_to_xyz(msg: PointCloud2, keep_invalid: bool = False) -> np.ndarr
         pts = np.ascontiguousarray(rows).reshape(-1).view(dtype)
 
     xyz = np.empty((n, 3), dtype=np.float64)
-    xyz[:, 0] = pts["x"]
-    xyz[:, 1] = pts["y"]
-    xyz[:, 2] = pts["z"]
+    with np.errstate(invalid="ignore"):  # garbage bytes (a wrong endianness) may read as NaN: dropped below
+        xyz[:, 0] = pts["x"]
+        xyz[:, 1] = pts["y"]
+        xyz[:, 2] = pts["z"]
     if not keep_invalid and xyz.dtype.kind == "f":
         valid = np.isfinite(xyz).all(axis=1)
         if not valid.all():
