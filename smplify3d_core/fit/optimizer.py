@@ -44,7 +44,7 @@ from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.losses import mean_reprojection_error, occluded_part_deviation, reprojection_loss
 from smplify3d_core.fit.visibility import VisibleSurface, all_visible, keypoint_visibility, occluded_joint_weights
 from smplify3d_core.fit.verdict import VerdictMeasures
-from smplify3d_core.geometry.nearest import FixedPointsNearest, chamfer_distance
+from smplify3d_core.geometry.nearest import FixedPointsNearest, chamfer_distance, nearest_indices
 
 
 @dataclass
@@ -248,8 +248,9 @@ class SMPLify3D:
     def _median_point_distance(self, surface: torch.Tensor, surface_mask: torch.Tensor, inputs: FitInputs) -> torch.Tensor:
         """(B,) median distance (m) of each person's LiDAR points to its nearest visible surface vertex
         (surface (B, S, 3)); infinite for a person without points or surface."""
-        distances = torch.cdist(inputs.points, surface)  # (B, M, S)
-        distances = distances.masked_fill(~surface_mask[:, None, :], float("inf")).amin(2)
+        index = nearest_indices(inputs.points, surface, surface_mask, self.config.nearest_neighbours)  # (B, M)
+        nearest = torch.gather(surface, 1, index[..., None].expand(-1, -1, 3))
+        distances = (inputs.points - nearest).norm(dim=-1).masked_fill(~surface_mask.any(1, keepdim=True), float("inf"))
         distances = distances.masked_fill(~inputs.points_mask, float("nan"))
         median = torch.nanmedian(distances, dim=1).values
         return torch.nan_to_num(median, nan=float("inf"), posinf=float("inf"))
