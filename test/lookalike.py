@@ -79,22 +79,31 @@ def write_humanm3_lookalike(root, body, sequences: Sequence[str] = ("basketball1
 
 
 def write_sloper4d_lookalike(root, body, sequence: str = "seq_test", frames: int = 3, seed: int = 0,
-                             gender: str = "male", keypoints: bool = True, inits: bool = True) -> Path:
+                             gender: str = "male", keypoints: bool = True, inits: bool = True, preset=None,
+                             walking: bool = False) -> Path:
     """``<root>/<seq>/<seq>_labels.pkl`` + ``rgb_data/<seq>_imgs/`` (one subject per frame, the
-    LiDAR moving through a z-up world). ``body`` is the model of ``gender`` (the labels' gender)."""
+    LiDAR moving through a z-up world). ``body`` is the model of ``gender`` (the labels' gender).
+    Frames are independent random scenes, or with ``walking`` a simulated sequence at 20 Hz: one
+    person walking while the rig drives (the world is the simulator's odom). ``preset``: the sensor
+    (default sloper4d)."""
     folder = Path(root) / sequence
-    preset = get_preset("sloper4d")
+    preset = preset or get_preset("sloper4d")
     lidar2cam = preset.T_cam_lidar
     names, bboxes, traj, opt_pose, opt_trans, betas, clouds = [], [], [], [], [], [], []
     kp_frames, init_frames = {}, {}
+    walk = (simulate_sequence(body, SequenceSettings(persons=1, frames=frames, fps=20.0, preset=preset, seed=seed,
+                                                     moving_robot=True, crossings=False)) if walking else None)
     for f in range(frames):
-        scene = simulate_scene(body, persons=1, preset=preset, seed=seed + f)
+        scene = walk[f].scene if walking else simulate_scene(body, persons=1, preset=preset, seed=seed + f)
         frame = scene.frame
         person = frame.persons[0]
         truth = frame.truth[person.tracking_id]
-        lidar2world = np.eye(4)
-        lidar2world[:3, :3] = Rotation.from_euler("z", 0.3 + 0.1 * f).as_matrix()
-        lidar2world[:3, 3] = [0.5 * f, 0.2 * f, 1.2]
+        if walking:
+            lidar2world = walk[f].T_odom_cam @ lidar2cam
+        else:
+            lidar2world = np.eye(4)
+            lidar2world[:3, :3] = Rotation.from_euler("z", 0.3 + 0.1 * f).as_matrix()
+            lidar2world[:3, 3] = [0.5 * f, 0.2 * f, 1.2]
         world_cam = lidar2world @ rigid_inverse(lidar2cam)  # camera -> world
         world = transform_smpl(truth.smpl, world_cam, body)
         name = f"{f:06d}.jpg"
