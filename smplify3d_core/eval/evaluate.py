@@ -190,6 +190,11 @@ def _load_cache(path: Path, setup: str) -> Optional[dict]:
     return record if record.get("version") == CACHE_VERSION and record.get("setup") == setup else None
 
 
+def reported_metrics(metrics: Optional[dict], with_pck: bool) -> dict:
+    """A person's metrics as reported: PCK@50 mm and AUC only when asked for (None: none)."""
+    return {k: v for k, v in (metrics or {}).items() if with_pck or k not in ("pck50", "auc_0_200")}
+
+
 def start_evaluation(reader: DatasetReader, out_dir, max_frames: Optional[int], log: Callable[[str], None]):
     """The output folder (created), the frames to evaluate (the first ``max_frames``) and the issues the
     reader's scan met (each logged): (out Path, [FrameRef], [str])."""
@@ -239,12 +244,10 @@ def evaluate_dataset(reader: DatasetReader, fitter, out_dir, with_pck: bool = Fa
             # every fitted body is scored, also those the verdict rejected: the errors measure the fit
             if person["metrics_fit"] is None or person["metrics_init"] is None or not person["fitted"]:
                 continue
-            def keep(metrics: dict) -> dict:
-                return {k: v for k, v in metrics.items() if with_pck or k not in ("pck50", "auc_0_200")}
-
             rows.append({"sequence": record["sequence"], "frame": record["frame"], "index": record["index"],
-                         "tracking_id": person["tracking_id"], "valid": person["valid"], "init": keep(person["metrics_init"]),
-                         "fit": keep(person["metrics_fit"])})
+                         "tracking_id": person["tracking_id"], "valid": person["valid"],
+                         "init": reported_metrics(person["metrics_init"], with_pck),
+                         "fit": reported_metrics(person["metrics_fit"], with_pck)})
     sequences = {}
     for seq in sorted({r["sequence"] for r in rows}):
         sequences[seq] = summarize_rows([r for r in rows if r["sequence"] == seq])

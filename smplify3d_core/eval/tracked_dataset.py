@@ -25,7 +25,7 @@ from tqdm import tqdm
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.eval.datasets import DatasetReader, FrameRef
 from smplify3d_core.eval.evaluate import (
-    EvalReport, person_metrics, plot_per_frame, smpl_meshes, start_evaluation, summarize_rows,
+    EvalReport, person_metrics, plot_per_frame, reported_metrics, smpl_meshes, start_evaluation, summarize_rows,
 )
 from smplify3d_core.eval.io import DatasetError, write_json_atomic
 from smplify3d_core.eval.motion import acceleration_error, identity_switches
@@ -102,7 +102,6 @@ def evaluate_dataset_tracked(reader: DatasetReader, fitter, out_dir, with_pck: b
                 # keypoints now; the tracked fit runs CLIFF only for the persons it fits cold
                 frame.persons, dropped = complete_persons(frame.persons, frame.image, frame.camera, config, front_ends,
                                                           estimate_inits=False)
-                notes += [f"frame {ref.key}: person {who!r}: {why}; skipped" for who, why in dropped]
                 clock = time.perf_counter()
                 outcome = processor.process_observed(frame, ref.index / reader.frame_rate_hz, frame.T_world_cam)
                 seen.seconds.append(time.perf_counter() - clock)
@@ -110,7 +109,8 @@ def evaluate_dataset_tracked(reader: DatasetReader, fitter, out_dir, with_pck: b
                 issues.append(str(error))
                 log(f"warning: {error}")
                 continue
-            for note in notes + [f"frame {ref.key}: person {who!r}: {why}; skipped" for who, why in outcome.dropped]:
+            dropped += outcome.dropped  # completion's and the tracked fit's
+            for note in notes + [f"frame {ref.key}: person {who!r}: {why}; skipped" for who, why in dropped]:
                 if note not in issues:
                     issues.append(note)
                     log(f"warning: {note}")
@@ -158,9 +158,6 @@ def _score_frame(ref: FrameRef, outcome, inits: dict, body, regressor: np.ndarra
         init_rows = dict(zip(with_init, scored))
     T_world_cam = frame.T_world_cam if frame.T_world_cam is not None else np.eye(4)
 
-    def keep(metrics: Optional[dict]) -> dict:
-        return {k: v for k, v in (metrics or {}).items() if with_pck or k not in ("pck50", "auc_0_200")}
-
     rows, assigned = [], {}
     for b, tid in enumerate(tids):
         if not bool(result.fitted[b]) or fit_rows[b] is None:
@@ -175,6 +172,7 @@ def _score_frame(ref: FrameRef, outcome, inits: dict, body, regressor: np.ndarra
             seen.truth.setdefault(tid, {})[ref.index] = transform_points(T_world_cam, pair[1]) * 1000.0
         rows.append({"sequence": ref.sequence, "frame": ref.frame_id, "index": ref.index, "tracking_id": tid,
                      "track_id": track.track_id, "warm_started": bool(track.warm_started),
-                     "valid": bool(result.valid[b]), "init": keep(init_rows.get(b)), "fit": keep(fit_rows[b])})
+                     "valid": bool(result.valid[b]), "init": reported_metrics(init_rows.get(b), with_pck),
+                     "fit": reported_metrics(fit_rows[b], with_pck)})
     seen.assignments.append(assigned)
     return rows

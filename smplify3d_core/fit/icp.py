@@ -120,7 +120,9 @@ def rigid_icp(
     previous = torch.full((batch,), float("inf"), dtype=dtype, device=device)
     converged = torch.zeros(batch, dtype=torch.bool, device=device)
     updates = torch.zeros(batch, dtype=torch.long, device=device)
-    index = target_index if target_index is not None else None if source.is_cuda else BatchedKDTree(target, target_mask)
+    index = target_index
+    if index is None and not source.is_cuda:
+        index = BatchedKDTree(target, target_mask)
 
     def nearest(points, rows):
         return nearest_indices(points, target, target_mask) if index is None else index.query(points, rows)

@@ -103,8 +103,8 @@ class WarmStart:
 class _SkinnedVertices:
     """What one optimizer step skins: ``vertices`` (None: the whole mesh, whose COCO joints are regressed
     from the posed vertices; else only these, the joints coming from the bones' transforms) and where
-    the uniform surface subset lies among them ((M,) index, or ``slice(None)`` when they are exactly
-    it; None if not all of it)."""
+    the uniform surface subset lies among them ((M,) index into the whole mesh, ``slice(None)`` when
+    the skinned vertices are the subset itself, None when they do not hold it)."""
 
     vertices: Optional[VertexSubset]
     surface_index: "Optional[torch.Tensor | slice]"
@@ -132,10 +132,11 @@ class SMPLify3D:
         self.coco_regressor = torch.as_tensor(tables.coco17_regressor, dtype=dtype, device=self.device)
         self.coco_skinned = self.body.skinned_regressor(tables.coco17_regressor)
         self.surface = VisibleSurface(tables, body.faces, device=self.device)
-        # what the optimizer steps skin: stage 1 no vertex, stage 2 the surface subset
+        # what the optimizer steps skin: stage 1 no vertex, stage 2 the surface subset (in its own order)
+        subset_ids = self.surface.subset.cpu().numpy()
         self.whole_mesh = _SkinnedVertices(None, self.surface.subset)
-        self.stage1_vertices = self._skinned_vertices(self.surface.subset[:0])
-        self.stage2_vertices = self._skinned_vertices(self.surface.subset.unique())
+        self.stage1_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids[:0]), None)
+        self.stage2_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids), slice(None))
         self.warm_up_seconds: Optional[float] = None  # set by the first fit (see :meth:`warm_up`)
 
     def warm_up(self) -> float:
@@ -166,15 +167,6 @@ class SMPLify3D:
         return self.warm_up_seconds
 
     # -- helpers -------------------------------------------------------------------------
-    def _skinned_vertices(self, vertex_ids: torch.Tensor) -> "_SkinnedVertices":
-        """``vertex_ids`` (sorted, unique) as what a step skins."""
-        subset = self.body.vertex_subset(vertex_ids.cpu().numpy())
-        covered = bool(torch.isin(self.surface.subset, subset.vertex_ids).all())
-        surface = torch.searchsorted(subset.vertex_ids, self.surface.subset) if covered else None
-        if surface is not None and torch.equal(surface, torch.arange(len(subset), device=surface.device)):
-            surface = slice(None)  # the skinned vertices are the surface subset, in its order
-        return _SkinnedVertices(subset, surface)
-
     def _coco_joints(self, vertices: torch.Tensor) -> torch.Tensor:
         """(B, 17, 3) COCO joints of the posed whole mesh ``vertices`` (B, 6890, 3)."""
         return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
