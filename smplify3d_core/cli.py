@@ -266,7 +266,8 @@ def _eval_sequence_folder(args: argparse.Namespace) -> int:
                              desc="warm-started" if config.tracker.warm_start else "cold", total=len(frames))
     print(f"{len(frames)} frames, {report['persons']} persons ({report['person_frames']} fitted bodies, "
           f"{report['warm_started_fraction']:.0%} warm-started): PVE {report['pve_mm']:.1f} mm, MPJPE "
-          f"{report['mpjpe_mm']:.1f} mm, PA-MPJPE {report['pa_mpjpe_mm']:.1f} mm, acceleration error "
+          f"{report['mpjpe_mm']:.1f} mm, PA-MPJPE {report['pa_mpjpe_mm']:.1f} mm, root error "
+          f"{report['root_error_mm']:.1f} mm, acceleration error "
           f"{report['accel_error_mm']:.1f} mm/frame^2, {report['id_switches']} identity switches, "
           f"{report['seconds_per_frame']:.2f} s/frame")
     out = Path(args.out or Path(args.data) / "eval_sequence")

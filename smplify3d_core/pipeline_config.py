@@ -41,8 +41,17 @@ class TrackerConfig:
                                         min=0.01)
     position_noise: float = setting(0.05, "motion filter: standard deviation of a fitted pelvis position, m",
                                     min=0.001)
-    pose_extrapolation: float = setting(1.0, "fraction of the last frame-to-frame pose change added to the predicted "
-                                             "pose (0: previous pose)", min=0, max=1)
+    pose_extrapolation: float = setting(1.0, "fraction of the pose filter's rate carried into the predicted pose "
+                                             "(0: the filtered pose as it is)", min=0, max=1)
+    pose_alpha: float = setting(0.8, "pose filter: share of a fit's deviation from the predicted pose taken into the "
+                                     "track's pose (1: the fit itself)", min=0.05, max=1)
+    pose_beta: float = setting(0.5, "pose filter: share of that deviation per frame interval taken into the pose "
+                                    "rate (1: the last frame-to-frame change)", min=0, max=1)
+    smooth_output: bool = setting(True, "publish a tracked person's body with the filtered pelvis (motion filter) "
+                                        "and filtered pose (pose filter) instead of the frame's raw fit")
+    max_smoothing_offset: float = setting(0.2, "metres a joint of the smoothed body may lie from the raw fit's; "
+                                               "farther: the raw fit is published and the pose filter reset to it",
+                                          min=0)
     anchor_to_observation: bool = setting(True, "a warm fit keeps the joints the image does not show near the "
                                                 "frame's own image-only estimate when the observations carry one "
                                                 "(else near the track's pose, which can drift)")

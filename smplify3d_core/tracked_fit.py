@@ -13,7 +13,13 @@ is processed:
    these) and runs the full schedule (*cold*);
 3. the verdict judges every body; a warm fit that fails it is fitted again cold in the same frame
    (``track_restarted``) and its track's pose and shape are forgotten;
-4. the fitted bodies go back to the tracker (motion filter, pose, fused shape).
+4. the fitted bodies go back to the tracker (motion filter, pose filter, fused shape);
+5. with ``tracker.smooth_output``, each person whose track had a valid fit before is published
+   smoothed (:func:`publish_smoothed`): the pelvis from the motion filter, the body pose from the
+   pose filter, the root orientation and shape of the fit. A smoothed body whose joints stray
+   more than ``tracker.max_smoothing_offset`` from the fit's is replaced by the fit (and the pose
+   filter reset to it), so smoothing never hides a fast change for long. The verdict is that of
+   the fit.
 """
 from __future__ import annotations
 
@@ -196,13 +202,51 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
         bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=transform_points(T_track_cam, pelvis)[0],
                                root_rotation=T_track_cam[:3, :3] @ root, body_pose=merged.body_pose[k].double().numpy(),
                                betas=merged.betas[k].double().numpy())
+    had_fit = [m is not None and tracker.tracks[m].pose is not None for m in matches]
     ids = tracker.update(stamp, detections, matches, bodies)
+    if config.tracker.smooth_output:
+        smooth = [k for k, i in enumerate(fit_index) if had_fit[i] and bodies[i] is not None and bodies[i].valid]
+        publish_smoothed(fitter, tracker, merged, smooth, [ids[fit_index[k]] for k in smooth], T_cam_track,
+                         config.tracker.max_smoothing_offset)
     tracks = []
     for k, i in enumerate(fit_index):
         track = tracker.tracks.get(ids[i])
         tracks.append(PersonTrack(ids[i], track.age(stamp) if track is not None else 0.0,
                                   warm_started=k in warm and k not in restarted, restarted=k in restarted))
     return TrackedFit(fitted_frame, inputs, merged, tracks, dropped)
+
+
+def publish_smoothed(fitter: SMPLify3D, tracker: PersonTracker, result: FitResult, persons: List[int],
+                     track_ids: List[int], T_cam_track: np.ndarray, max_offset: float) -> None:
+    """Replace the fitted bodies ``persons`` (indices into ``result``) by their tracks' smoothed bodies, in
+    place: body pose from the pose filter, pelvis from the motion filter (``T_cam_track`` (4, 4):
+    tracking frame -> camera), root orientation and betas of the fit. A person whose smoothed joints
+    lie more than ``max_offset`` m from the fitted ones keeps the fit, and its pose filter is reset
+    to it."""
+    smoothed = [tracker.smoothed_body(t) for t in track_ids]
+    keep = [j for j, s in enumerate(smoothed) if s is not None]
+    if not keep:
+        return
+    rows = [persons[j] for j in keep]
+    dtype = fitter.body.v_template.dtype
+    pelvis = torch.as_tensor(np.stack([transform_points(T_cam_track, smoothed[j][0])[0] for j in keep]), dtype=dtype)
+    pose = torch.as_tensor(np.stack([smoothed[j][1] for j in keep]), dtype=dtype)
+    orient = result.global_orient[rows].to(dtype)
+    betas = result.betas[rows].to(dtype)
+    with torch.no_grad():
+        transl = pelvis - fitter.rest_pelvis(betas.to(fitter.device)).cpu()
+        out = fitter.body(orient.to(fitter.device), pose.to(fitter.device), betas.to(fitter.device),
+                          transl.to(fitter.device))
+    vertices, joints = out.vertices.cpu(), out.joints.cpu()
+    offset = (joints - result.joints[rows].to(dtype)).norm(dim=-1).amax(dim=1)
+    for n, (k, j) in enumerate(zip(rows, keep)):
+        if not bool(offset[n] <= max_offset):
+            tracker.reset_pose(track_ids[j], result.body_pose[k].double().numpy())
+            continue
+        result.body_pose[k] = pose[n].to(result.body_pose.dtype)
+        result.transl[k] = transl[n].to(result.transl.dtype)
+        result.vertices[k] = vertices[n].to(result.vertices.dtype)
+        result.joints[k] = joints[n].to(result.joints.dtype)
 
 
 def _restart_cold(fitter, frame, persons, fit_index, restarted, config, complete_inits, should_stop) -> Optional[FitResult]:

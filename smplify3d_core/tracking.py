@@ -15,12 +15,19 @@ Per frame, before the fit:
    ``distance / gate + box_weight * (1 - IoU)``, solved optimally (Hungarian). A detection without
    points (occluded, or too far) can only be matched by its box. Unmatched detections are births.
 3. :meth:`PersonTracker.prediction` gives a matched track's predicted body in the camera frame
-   (previous fit, pelvis moved with the track's velocity, the pose extrapolated a little, the
-   track's fused shape), from which the fit starts warm.
+   (pelvis moved with the track's velocity, the filtered pose moved on with its rate, the last
+   fit's root orientation, the track's fused shape), from which the fit starts warm.
 
 After the fit, :meth:`PersonTracker.update` feeds each person's fitted body back: a valid fit
-updates the motion filter, the stored pose and the fused shape (mean betas over the track's good
+updates the motion filter, the pose filter and the fused shape (mean betas over the track's good
 frames); an invalid one only moves the track with its points.
+
+The pose filter is a constant-velocity (alpha-beta) filter on the 69 body-pose angles: with the
+fit θ at a frame ``dt`` after the last one and the prediction ``θ̂ = θ_f + dt · θ̇``, the filtered
+pose becomes ``θ̂ + pose_alpha · (θ − θ̂)`` and the rate ``θ̇ + pose_beta · (θ − θ̂) / dt``
+(``pose_alpha = pose_beta = 1``: the fit itself and its last frame-to-frame change). The filtered
+pose and the filtered pelvis (the motion filter's position) are what
+:meth:`PersonTracker.smoothed_body` gives for publishing.
 """
 from __future__ import annotations
 
@@ -71,9 +78,10 @@ class Track:
     id: the track id (never reused); born, last_seen, last_fit: stamps (s) of its first frame,
     its last matched frame and its last valid fit; state (6,) pelvis position and velocity in the
     tracking frame (m, m/s) with covariance ``covariance`` (6, 6); offset (3,) point median minus
-    pelvis (m, tracking frame); box: last box (px); pose / previous_pose: (69,) body pose of the last
-    two valid fits (rad) with ``pose_stamps``; root_rotation (3, 3) of the last valid fit
-    (tracking frame); shape_sum / good_frames: sum of the betas of the valid fits and their number.
+    pelvis (m, tracking frame); box: last box (px); pose (69,) rad and pose_rate (69,) rad/s: the pose
+    filter's state at ``pose_stamp`` (s; None before the first valid fit); root_rotation (3, 3) of the
+    last valid fit (tracking frame); shape_sum / good_frames: sum of the betas of the valid fits and
+    their number.
     """
 
     id: int
@@ -85,8 +93,8 @@ class Track:
     last_fit: Optional[float] = None
     offset: np.ndarray = field(default_factory=lambda: np.zeros(3))
     pose: Optional[np.ndarray] = None
-    previous_pose: Optional[np.ndarray] = None
-    pose_stamps: tuple = (None, None)
+    pose_rate: np.ndarray = field(default_factory=lambda: np.zeros(69))
+    pose_stamp: Optional[float] = None
     root_rotation: Optional[np.ndarray] = None
     shape_sum: np.ndarray = field(default_factory=lambda: np.zeros(10))
     good_frames: int = 0
@@ -134,7 +142,7 @@ class PersonTracker:
 
     config: a :class:`~smplify3d_core.pipeline_config.TrackerConfig` (gate ``max_distance`` m,
     ``max_age`` s, ``box_weight``, ``max_warm_gap`` s, ``acceleration_noise`` m/s²,
-    ``position_noise`` m, ``pose_extrapolation``, ``shape_frames``).
+    ``position_noise`` m, ``pose_extrapolation``, ``pose_alpha``, ``pose_beta``, ``shape_frames``).
     """
 
     def __init__(self, config) -> None:
@@ -209,11 +217,7 @@ class PersonTracker:
         track = self.tracks[track_id]
         if track.last_fit is None or track.pose is None or stamp - track.last_fit > self.config.max_warm_gap:
             return None
-        pose = track.pose
-        t_now, t_prev = track.pose_stamps
-        if track.previous_pose is not None and t_prev is not None and t_now > t_prev:
-            rate = (stamp - t_now) / (t_now - t_prev)
-            pose = pose + self.config.pose_extrapolation * min(rate, 2.0) * (track.pose - track.previous_pose)
+        pose = self._predicted_pose(track, stamp, self.config.pose_extrapolation)
         pelvis_cam = transform_points(T_cam_track, self.predicted_pelvis(track, stamp))[0]
         root = T_cam_track[:3, :3] @ track.root_rotation
         return TrackPrediction(Rotation.from_matrix(root).as_rotvec(), pose, track.shape, pelvis_cam, track.good_frames,
@@ -257,16 +261,52 @@ class PersonTracker:
                 self._correct(track, detection.position - track.offset)
         return ids
 
+    def smoothed_body(self, track_id: int):
+        """(pelvis (3,) m in the tracking frame, body pose (69,) rad) of track ``track_id`` after the
+        frame's update: the motion filter's position and the pose filter's pose; None when the track
+        has no valid fit."""
+        track = self.tracks.get(track_id)
+        if track is None or track.pose is None:
+            return None
+        return track.state[:3].copy(), track.pose.copy()
+
     def restart(self, track_id: int) -> None:
         """Forget a track's fit (pose, shape): its next fit starts cold. Its id and motion are kept."""
         track = self.tracks.get(track_id)
         if track is not None:
             track.last_fit = None
-            track.pose = track.previous_pose = None
+            track.pose = track.pose_stamp = None
+            track.pose_rate = np.zeros(69)
             track.shape_sum = np.zeros(10)
             track.good_frames = 0
 
-    # ------------------------------------------------------------------ motion filter
+    # ------------------------------------------------------------------ motion and pose filters
+    @staticmethod
+    def _predicted_pose(track: Track, stamp: float, scale: float = 1.0) -> np.ndarray:
+        """(69,) the filtered pose moved on with ``scale`` times its rate to ``stamp`` (for at most
+        ``MAX_EXTRAPOLATION_S``)."""
+        dt = min(max(0.0, stamp - track.pose_stamp), MAX_EXTRAPOLATION_S)
+        return track.pose + scale * dt * track.pose_rate
+
+    def _filter_pose(self, track: Track, fitted_pose: np.ndarray, stamp: float) -> None:
+        dt = stamp - track.pose_stamp if track.pose is not None else 0.0
+        if dt <= 0.0:  # the first fit (or a second one at the same stamp) is taken as it is
+            track.pose = fitted_pose.copy()
+            track.pose_rate = np.zeros(69) if track.pose_stamp is None else track.pose_rate
+        else:
+            predicted = self._predicted_pose(track, stamp)
+            innovation = fitted_pose - predicted
+            track.pose = predicted + self.config.pose_alpha * innovation
+            track.pose_rate = track.pose_rate + self.config.pose_beta * innovation / dt
+        track.pose_stamp = stamp
+
+    def reset_pose(self, track_id: int, body_pose: np.ndarray) -> None:
+        """Set track ``track_id``'s filtered pose to ``body_pose`` (69,) rad, keeping its rate (the
+        published body had drifted from the fit)."""
+        track = self.tracks.get(track_id)
+        if track is not None and track.pose is not None:
+            track.pose = np.asarray(body_pose, dtype=np.float64).copy()
+
     def _predict(self, track: Track, stamp: float) -> None:
         dt = max(0.0, stamp - track.last_seen)
         if dt == 0.0:
@@ -289,8 +329,7 @@ class PersonTracker:
         if detection.position is not None:
             offset = detection.position - body.pelvis
             track.offset = offset if track.good_frames == 0 else 0.7 * track.offset + 0.3 * offset
-        track.previous_pose, track.pose = track.pose, np.asarray(body.body_pose, dtype=np.float64).copy()
-        track.pose_stamps = (stamp, track.pose_stamps[0])
+        self._filter_pose(track, np.asarray(body.body_pose, dtype=np.float64), stamp)
         track.root_rotation = np.asarray(body.root_rotation, dtype=np.float64)
         if track.good_frames < self.config.shape_frames:  # once settled, the shape is held
             track.shape_sum = track.shape_sum + np.asarray(body.betas, dtype=np.float64)

@@ -14,7 +14,7 @@ from smplify3d_core.pipeline import FrameProcessor, FrameStatus
 from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import PersonPlacement, simulate_scene
-from smplify3d_core.tracked_fit import RESTART_FLAG
+from smplify3d_core.tracked_fit import RESTART_FLAG, publish_smoothed
 
 # a small sensor: 640x360 image, fewer beams (fast to simulate and fit)
 PRESET = get_preset("humanm3").with_changes(name="small", image_width=640, image_height=360, focal_px=470.0,
@@ -96,6 +96,30 @@ def test_a_track_whose_warm_fit_goes_bad_is_restarted_cold_and_flagged(smpl_body
     assert track.track_id == 0 and track.restarted and not track.warm_started
     assert RESTART_FLAG in outcome.fit.result.flags[0]
     assert processor.tracker.tracks[0].good_frames <= 1  # the track's pose and shape were forgotten
+
+
+def test_tracked_persons_are_published_smoothed_but_never_far_from_their_fit(smpl_body, fitter):
+    processor = FrameProcessor(PipelineConfig(), fitter)
+    for f in range(4):
+        outcome = processor.process_observed(_frame(smpl_body, [_standing()], f), stamp=f / 10)
+    result, tracker = outcome.fit.result, processor.tracker
+    track = tracker.tracks[0]
+    # the published body: the pose filter's pose, the motion filter's pelvis (the camera is the tracking frame)
+    np.testing.assert_allclose(result.body_pose[0].double().numpy(), track.pose, atol=1e-5)
+    np.testing.assert_allclose(result.joints[0, 0].double().numpy(), track.state[:3], atol=1e-5)
+    published = copy.deepcopy(result)
+    # a filtered pose 1 rad off at the left elbow would move the hand by more than 0.2 m: the fit stays
+    # as it is and the filter is reset to it
+    track.pose = result.body_pose[0].double().numpy().copy()
+    track.pose[51:54] += 1.0
+    publish_smoothed(fitter, tracker, published, [0], [0], np.eye(4), max_offset=0.2)
+    np.testing.assert_allclose(published.vertices.numpy(), result.vertices.numpy(), atol=0)
+    np.testing.assert_allclose(track.pose, result.body_pose[0].double().numpy(), atol=1e-6)
+    # a small change is published
+    track.pose = track.pose + 0.01
+    publish_smoothed(fitter, tracker, published, [0], [0], np.eye(4), max_offset=0.2)
+    np.testing.assert_allclose(published.body_pose[0].double().numpy(), track.pose, atol=1e-5)
+    assert 0.0 < float((published.joints[0] - result.joints[0]).norm(dim=-1).max()) <= 0.2
 
 
 def test_cold_mode_fits_every_frame_from_its_own_estimate(smpl_body, fitter):

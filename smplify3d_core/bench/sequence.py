@@ -4,14 +4,16 @@ The same frames (people walking, turning, stopping, waving, crouching, crossing 
 other, entering and leaving the view; optionally the robot driving) go through the one frame path
 (:meth:`~smplify3d_core.pipeline.FrameProcessor.process_observed`) twice:
 
-* ``cold`` — ``tracker.warm_start`` off: every person of every frame starts from its image-only
-  estimate and runs the full schedule (the per-frame method); track ids still come from the tracker;
+* ``cold`` — ``tracker.warm_start`` and ``tracker.smooth_output`` off: every person of every frame
+  starts from its image-only estimate and runs the full schedule, and the raw fit is scored (the
+  per-frame method); track ids still come from the tracker;
 * ``tracked`` — tracked persons start from their tracks' predictions with the preset's reduced
-  ``tracking`` schedule and temporal terms.
+  ``tracking`` schedule and temporal terms, and are published smoothed.
 
 Tracking runs in the sequence's ``odom`` frame (``T_odom_cam`` per frame). Per mode: seconds per
 frame (mean wall time of the frame path after one warm-up frame outside the timing), PVE / MPJPE /
-PA-MPJPE (mm; every fitted body; PVE and MPJPE after aligning the pelvises), acceleration error
+PA-MPJPE (mm; every fitted body; PVE and MPJPE after aligning the pelvises), root error (mm, the
+pelvis's distance from the true one, not aligned), acceleration error
 (mm/frame², 24 SMPL joints in ``odom``, :mod:`smplify3d_core.eval.motion`), identity switches, and
 the number of true persons seen; and, per true person, the height error of its track's fused
 shape (mm, rest-pose height of the fused betas minus the true betas'; in cold mode the track
@@ -40,6 +42,7 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
     (:func:`smplify3d_core.eval.stream.evaluate_stream`)."""
     config = PipelineConfig() if pipeline_config is None else pipeline_config
     config.tracker.warm_start = bool(warm_start)
+    config.tracker.smooth_output = bool(warm_start)  # cold is the per-frame method: raw fits
     fitter = build_fitter(body, fit_config, device=device, seed=seed)
     FrameProcessor(config, fitter).process_observed(frames[0].scene.frame, frames[0].stamp, frames[0].T_odom_cam)
     processor = FrameProcessor(config, fitter)  # the warm-up's tracks are thrown away with its processor
@@ -79,7 +82,8 @@ def print_sequence_report(report: dict, out=sys.stdout) -> None:
     s = report["settings"]
     print(f"sequence: {s['persons']} persons, {s['frames']} frames at {s['fps']:g} Hz, {s['preset']} sensor, "
           f"{'moving' if s['moving_robot'] else 'static'} robot, seed {s['seed']}", file=out)
-    keys = ("seconds_per_frame", "pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "accel_error_mm", "id_switches", "persons")
+    keys = ("seconds_per_frame", "pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "accel_error_mm", "id_switches",
+            "persons")
     print(f"{'mode':8s} " + " ".join(f"{k:>17s}" for k in keys), file=out)
     for mode in MODES:
         row = report[mode]

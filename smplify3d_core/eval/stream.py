@@ -3,7 +3,8 @@
 :func:`evaluate_stream` feeds frames in order to one
 :class:`~smplify3d_core.pipeline.FrameProcessor` (its tracks carry over, as in the node) and scores
 every fitted body against the frame's truth: PVE / MPJPE / PA-MPJPE (mm; PVE and MPJPE after
-aligning the pelvises), acceleration error (mm/frame², the 24 SMPL joints in the stream's world
+aligning the pelvises), root error (mm, distance between the fitted and the true pelvis, not
+aligned: where the person is), acceleration error (mm/frame², the 24 SMPL joints in the stream's world
 frame, :mod:`smplify3d_core.eval.motion`), identity switches, seconds per frame, and per true
 person the height error of its track's fused shape. ``smplify3d bench --sequence`` and
 ``smplify3d eval --dataset sequence`` both use it.
@@ -52,13 +53,14 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                     total: Optional[int] = None) -> dict:
     """Process ``frames`` in order with ``processor`` (tracking in each frame's ``T_world_cam``) and score them.
 
-    Returns seconds_per_frame, pve_mm, mpjpe_mm, pa_mpjpe_mm, accel_error_mm, id_switches, persons
+    Returns seconds_per_frame, pve_mm, mpjpe_mm, pa_mpjpe_mm, root_error_mm, accel_error_mm, id_switches, persons
     (true persons fitted at least once), person_frames, warm_started_fraction,
     shape_height_error_mm (true person -> mm) and frames (per frame: index, seconds, true person ->
     track id, warm-started count).
     """
     seconds: List[float] = []
     scores: Dict[str, List[float]] = {"pve_mm": [], "mpjpe_mm": [], "pa_mpjpe_mm": []}
+    root_errors: List[float] = []
     predicted: Dict[str, Dict[int, np.ndarray]] = {}
     truth: Dict[str, Dict[int, np.ndarray]] = {}
     assignments: List[Dict[str, int]] = []
@@ -86,6 +88,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                                             true.joints[None])
                 for key in scores:
                     scores[key].append(float(score[key][0]))
+                root_errors.append(1000.0 * float(np.linalg.norm(result.joints[k, 0].double().numpy() - true.joints[0])))
                 predicted.setdefault(person.tracking_id, {})[item.index] = \
                     transform_points(item.T_world_cam, result.joints[k].double().numpy()) * 1000.0
                 truth.setdefault(person.tracking_id, {})[item.index] = transform_points(item.T_world_cam, true.joints) * 1000.0
@@ -102,6 +105,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
         "pve_mm": _mean(scores["pve_mm"]),
         "mpjpe_mm": _mean(scores["mpjpe_mm"]),
         "pa_mpjpe_mm": _mean(scores["pa_mpjpe_mm"]),
+        "root_error_mm": _mean(root_errors),
         "accel_error_mm": acceleration_error(predicted, truth),
         "id_switches": identity_switches(assignments),
         "persons": len(truth),
