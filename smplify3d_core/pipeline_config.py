@@ -43,7 +43,7 @@ class TrackerConfig:
                                     min=0.001)
     pose_extrapolation: float = setting(1.0, "fraction of the pose filter's rate carried into the predicted pose "
                                              "(0: the filtered pose as it is)", min=0, max=1)
-    pose_alpha: float = setting(0.8, "pose filter: share of a fit's deviation from the predicted pose taken into the "
+    pose_alpha: float = setting(0.85, "pose filter: share of a fit's deviation from the predicted pose taken into the "
                                      "track's pose (1: the fit itself)", min=0.05, max=1)
     pose_beta: float = setting(0.5, "pose filter: share of that deviation per frame interval taken into the pose "
                                     "rate (1: the last frame-to-frame change)", min=0, max=1)
