@@ -23,8 +23,9 @@ updates the motion filter, the pose filter and the fused shape (mean betas over 
 frames); an invalid one only moves the track with its points.
 
 The pose filter is a constant-velocity (alpha-beta) filter on the 69 body-pose angles: with the
-fit θ at a frame ``dt`` after the last one and the prediction ``θ̂ = θ_f + dt · θ̇``, the filtered
-pose becomes ``θ̂ + pose_alpha · (θ − θ̂)`` and the rate ``θ̇ + pose_beta · (θ − θ̂) / dt``
+filtered pose θ_f and rate θ̇ of the last fit, a new fit θ ``dt`` seconds later and the prediction
+``θ̂ = θ_f + dt · θ̇``, the filtered pose becomes ``θ̂ + pose_alpha · (θ − θ̂)`` and the rate
+``θ̇ + pose_beta · (θ − θ̂) / dt``
 (``pose_alpha = pose_beta = 1``: the fit itself and its last frame-to-frame change). The filtered
 pose and the filtered pelvis (the motion filter's position) are what
 :meth:`PersonTracker.smoothed_body` gives for publishing.
