@@ -16,11 +16,14 @@ the node tracking in ``odom`` (``tracking_frame``, from the sim's /tf). Identity
 fitted person is paired with the true person of the same stamp with the nearest pelvis (within
 ``MATCH_RADIUS_M``, one-to-one); every later change of the track id a true person gets counts one
 (:func:`smplify3d_core.eval.motion.identity_switches`). ``--tracker-seconds`` sets the node's
-``tracker.max_age`` and ``tracker.max_warm_gap``: on a CPU the node fits a frame every few seconds,
-far slower than the live stream the defaults are for. Everything received is written to an MCAP rosbag2
-(``--out``/bag, with the package's message definitions, so ``rosbags`` or ``ros2 bag`` read it
-without this package). The children are stopped with SIGTERM. Exit status 0, or 1 with a message
-when no result arrives within ``--startup-timeout`` or a child dies.
+``tracker.max_age``: on a CPU the node fits a frame every few seconds, far slower than the live
+stream the defaults are for, and a track should outlive that. ``--warm-gap`` sets
+``tracker.max_warm_gap`` (default: the node's, 0.35 s): a fit starts warm only from a track fitted
+that recently, because a prediction seconds old is a worse start than the image-only estimate.
+Everything received is written to an MCAP rosbag2 (``--out``/bag, with the package's message
+definitions, so ``rosbags`` or ``ros2 bag`` read it without this package). The children are
+stopped with SIGTERM. Exit status 0, or 1 with a message when no result arrives within
+``--startup-timeout`` or a child dies.
 
     python -m smplify3d_ros.demo --seconds 10 --out /tmp/smplify3d_ros_demo
 """
@@ -74,8 +77,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--moving-robot", action="store_true",
                         help="a sequence seen from a driving robot (implies --sequence); the node tracks in odom")
     parser.add_argument("--tracker-seconds", type=float, default=None,
-                        help="the node's tracker.max_age and tracker.max_warm_gap, s (default: 10 with "
-                             "--sequence, else the node's defaults)")
+                        help="the node's tracker.max_age, s: how long a track outlives its person unseen (default: "
+                             "10 with --sequence, else the node's default)")
+    parser.add_argument("--warm-gap", type=float, default=None,
+                        help="the node's tracker.max_warm_gap, s: a fit starts warm only from a track fitted this "
+                             "recently (default: the node's, 0.35)")
     parser.add_argument("--quiet", action="store_true", help="no per-frame lines")
     parser.add_argument("--domain-id", type=int, default=None, choices=DEMO_DOMAIN_IDS, metavar="ID",
                         help="DDS domain of the demo's nodes (default: one derived from the process id; 1-101 or 215-232)")
@@ -85,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.tracker_seconds = SEQUENCE_TRACKER_SECONDS
     if args.tracker_seconds is not None and args.tracker_seconds <= 0:
         parser.error("--tracker-seconds must be > 0")
+    if args.warm_gap is not None and args.warm_gap < 0:
+        parser.error("--warm-gap must be >= 0")
     if args.seconds <= 0 or args.rate <= 0 or args.persons < 1 or args.scenes < 1 or args.startup_timeout <= 0:
         parser.error("--seconds, --rate and --startup-timeout must be > 0, --persons and --scenes >= 1")
     return args
@@ -97,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 #: DDS domain ids the demo may take: Fast DDS maps id N to UDP ports 7400 + 250 N + offsets, so ids above
 #: 232 overflow; on Linux the ports of ids 102-214 fall in the kernel's ephemeral range; 0 is a robot's default.
 DEMO_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
-#: --tracker-seconds with --sequence: a track outlives (and is fitted warm across) this many seconds unseen
+#: --tracker-seconds with --sequence: a track outlives this many seconds unseen
 SEQUENCE_TRACKER_SECONDS = 10.0
 #: a fitted person is the true person of the nearest pelvis only within this distance, m
 MATCH_RADIUS_M = 0.5
@@ -154,7 +162,9 @@ def node_parameters(args) -> tuple[dict, dict]:
     if args.moving_robot:
         node["tracking_frame"] = "odom"
     if args.tracker_seconds is not None:
-        node["tracker.max_age"] = node["tracker.max_warm_gap"] = float(args.tracker_seconds)
+        node["tracker.max_age"] = float(args.tracker_seconds)
+    if args.warm_gap is not None:
+        node["tracker.max_warm_gap"] = float(args.warm_gap)
     return sim, node
 
 
@@ -258,7 +268,8 @@ def run(args) -> int:
     if args.sequence:
         print(f"a simulated sequence of {args.persons} persons at {args.rate:g} Hz"
               + (" from a driving robot (tracking in odom)" if args.moving_robot else "")
-              + f"; tracker.max_age = tracker.max_warm_gap = {args.tracker_seconds:g} s", flush=True)
+              + f"; tracker.max_age = {args.tracker_seconds:g} s"
+              + (f", tracker.max_warm_gap = {args.warm_gap:g} s" if args.warm_gap is not None else ""), flush=True)
     recorder = BagRecorder(out / "bag", TOPICS)
     print(f"ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']} (loopback only); logs in {out}/sim.log and {out}/node.log", flush=True)
     children = {"smplify3d_sim_node": start_node("smplify3d_ros.sim_node", sim_params, env, out / "sim.log"),

@@ -56,7 +56,11 @@ def test_sequence_options_and_identity_pairing():
     args = parse_args(["--moving-robot", "--persons", "3"])
     sim, node = node_parameters(args)
     assert sim["sequence"] == "true" and sim["moving_robot"] == "true" and node["tracking_frame"] == "odom"
-    assert node["tracker.max_age"] == node["tracker.max_warm_gap"] == SEQUENCE_TRACKER_SECONDS
+    assert node["tracker.max_age"] == SEQUENCE_TRACKER_SECONDS and "tracker.max_warm_gap" not in node
+    sim, node = node_parameters(parse_args(["--sequence", "--warm-gap", "2.5", "--tracker-seconds", "4"]))
+    assert node["tracker.max_warm_gap"] == 2.5 and node["tracker.max_age"] == 4.0
+    with pytest.raises(SystemExit):
+        parse_args(["--warm-gap", "-1"])
     sim, node = node_parameters(parse_args([]))
     assert "sequence" not in sim and "tracking_frame" not in node and "tracker.max_age" not in node
 
