@@ -85,10 +85,18 @@ def warm_start_params(fitter: SMPLify3D, prediction: TrackPrediction) -> SMPLPar
     """The SMPL parameters a warm fit starts from: the prediction, with ``transl`` placing the shape's
     rest pelvis at the predicted pelvis (SMPL rotates about the rest pelvis, so the pelvis is
     ``J_0(betas) + transl`` whatever the pose)."""
+    dtype = fitter.body.v_template.dtype
+    transl = transl_placing_pelvis(fitter, torch.as_tensor(prediction.betas[None], dtype=dtype),
+                                   torch.as_tensor(prediction.pelvis[None], dtype=torch.float64))[0]
+    return SMPLParams(prediction.global_orient, prediction.body_pose, prediction.betas, transl.numpy())
+
+
+def transl_placing_pelvis(fitter: SMPLify3D, betas: torch.Tensor, pelvis: torch.Tensor) -> torch.Tensor:
+    """(B, 3) SMPL ``transl`` that puts the pelvis of shapes ``betas`` (B, 10) at ``pelvis`` (B, 3) m,
+    whatever the pose (SMPL rotates about the rest pelvis, so the pelvis is ``J_0(betas) + transl``);
+    CPU tensors in, CPU out in ``pelvis``'s dtype."""
     with torch.no_grad():
-        betas = torch.as_tensor(prediction.betas[None], dtype=fitter.body.v_template.dtype, device=fitter.device)
-        rest_pelvis = fitter.rest_pelvis(betas)[0].double().cpu().numpy()
-    return SMPLParams(prediction.global_orient, prediction.body_pose, prediction.betas, prediction.pelvis - rest_pelvis)
+        return pelvis - fitter.rest_pelvis(betas.to(fitter.device)).cpu().to(pelvis.dtype)
 
 
 def judge_fit(fitter: SMPLify3D, inputs: FitInputs, result: FitResult, verdict: VerdictConfig) -> None:
@@ -223,25 +231,23 @@ def publish_smoothed(fitter: SMPLify3D, tracker: PersonTracker, result: FitResul
     tracking frame -> camera), root orientation and betas of the fit. A person whose smoothed joints
     lie more than ``max_offset`` m from the fitted ones keeps the fit, and its pose filter is reset
     to it."""
-    smoothed = [tracker.smoothed_body(t) for t in track_ids]
-    keep = [j for j, s in enumerate(smoothed) if s is not None]
-    if not keep:
+    if not persons:
         return
-    rows = [persons[j] for j in keep]
+    smoothed = [tracker.smoothed_body(t) for t in track_ids]  # each track has just taken a valid fit
     dtype = fitter.body.v_template.dtype
-    pelvis = torch.as_tensor(np.stack([transform_points(T_cam_track, smoothed[j][0])[0] for j in keep]), dtype=dtype)
-    pose = torch.as_tensor(np.stack([smoothed[j][1] for j in keep]), dtype=dtype)
-    orient = result.global_orient[rows].to(dtype)
-    betas = result.betas[rows].to(dtype)
+    pelvis = torch.as_tensor(np.stack([transform_points(T_cam_track, p)[0] for p, _ in smoothed]), dtype=dtype)
+    pose = torch.as_tensor(np.stack([q for _, q in smoothed]), dtype=dtype)
+    orient = result.global_orient[persons].to(dtype)
+    betas = result.betas[persons].to(dtype)
+    transl = transl_placing_pelvis(fitter, betas, pelvis)
     with torch.no_grad():
-        transl = pelvis - fitter.rest_pelvis(betas.to(fitter.device)).cpu()
         out = fitter.body(orient.to(fitter.device), pose.to(fitter.device), betas.to(fitter.device),
                           transl.to(fitter.device))
     vertices, joints = out.vertices.cpu(), out.joints.cpu()
-    offset = (joints - result.joints[rows].to(dtype)).norm(dim=-1).amax(dim=1)
-    for n, (k, j) in enumerate(zip(rows, keep)):
+    offset = (joints - result.joints[persons].to(dtype)).norm(dim=-1).amax(dim=1)
+    for n, k in enumerate(persons):
         if not bool(offset[n] <= max_offset):
-            tracker.reset_pose(track_ids[j], result.body_pose[k].double().numpy())
+            tracker.reset_pose(track_ids[n], result.body_pose[k].double().numpy())
             continue
         result.body_pose[k] = pose[n].to(result.body_pose.dtype)
         result.transl[k] = transl[n].to(result.transl.dtype)

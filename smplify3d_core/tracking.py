@@ -293,7 +293,6 @@ class PersonTracker:
         dt = stamp - track.pose_stamp if track.pose is not None else 0.0
         if dt <= 0.0:  # the first fit (or a second one at the same stamp) is taken as it is
             track.pose = fitted_pose.copy()
-            track.pose_rate = np.zeros(69) if track.pose_stamp is None else track.pose_rate
         else:
             predicted = self._predicted_pose(track, stamp)
             innovation = fitted_pose - predicted

@@ -7,9 +7,9 @@ from smplify3d_core.pipeline_config import TrackerConfig
 from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, box_iou
 
 
-def _body(pelvis, valid=True):
+def _body(pelvis, valid=True, pose=None):
     return FittedBody(valid=valid, pelvis=np.asarray(pelvis, dtype=float), root_rotation=np.eye(3),
-                      body_pose=np.zeros(69), betas=np.zeros(10))
+                      body_pose=np.zeros(69) if pose is None else np.asarray(pose, dtype=float), betas=np.zeros(10))
 
 
 def _box(x):
@@ -149,11 +149,6 @@ def test_a_long_unseen_track_is_extrapolated_for_one_second_and_its_gate_stays_b
     assert _step(tracker, 10.8, [[0.84 + 1.2 + 0.5, 0.0, 5.0], [0.84 + 1.2 + 4.0, 0.0, 5.0]]) == [0, 1]
 
 
-def _pose_body(pose):
-    return FittedBody(valid=True, pelvis=np.array([0.0, 0.0, 5.0]), root_rotation=np.eye(3),
-                      body_pose=np.asarray(pose, dtype=float), betas=np.zeros(10))
-
-
 def _feed_poses(tracker, poses, dt=0.1):
     """One person fitted at ``poses`` (list of (69,)) at ``dt`` s intervals; returns the filtered poses."""
     filtered = []
@@ -161,7 +156,7 @@ def _feed_poses(tracker, poses, dt=0.1):
         detection = Detection(np.array([0.0, 0.0, 5.0]), _box(0))
         tracker.begin_frame(t * dt)
         matches = tracker.associate([detection], t * dt)
-        (track_id,) = tracker.update(t * dt, [detection], matches, [_pose_body(pose)])
+        (track_id,) = tracker.update(t * dt, [detection], matches, [_body([0.0, 0.0, 5.0], pose=pose)])
         filtered.append(tracker.smoothed_body(track_id)[1])
     return track_id, filtered
 
