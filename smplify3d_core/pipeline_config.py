@@ -5,7 +5,7 @@ build their frame processing from. Each setting has one name everywhere: the dot
 ROS parameter (``max_persons``, ``proposals.cluster_distance``), the ``--set NAME=VALUE`` option
 of the command-line tools, and the key in ``config/pipeline.yaml`` (nested under its section);
 the top-level ones also have a flag of their own (``--max-persons``). The fit itself is chosen by
-``preset``: a name in ``config/`` (demo, humanm3, sloper4d) or a YAML path, read as
+``preset``: a name in ``config/`` (demo, humanm3, sloper4d, facing) or a YAML path, read as
 :class:`~smplify3d_core.fit.config.FitConfig`.
 """
 from __future__ import annotations
@@ -68,7 +68,8 @@ class TrackerConfig:
 class PipelineConfig:
     """Every tunable of the per-frame path (see the module docstring for the names)."""
 
-    preset: str = setting("humanm3", "fit preset: demo, humanm3, sloper4d, or a fit YAML file")
+    preset: str = setting("facing", "fit preset: demo, humanm3, sloper4d, facing (humanm3 weights, sensor-facing "
+                                     "surface, lighter shape prior), or a fit YAML file")
     device: str = setting("auto", "auto (cuda when available), cpu, cuda or cuda:N")
     smpl_model_path: str = setting("", "SMPL model file or folder; empty: the synthetic SMPL-format model")
     gender: str = setting("neutral", "body model gender", choices=("neutral", "male", "female"))

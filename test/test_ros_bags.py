@@ -168,7 +168,7 @@ def test_play_into_a_live_node_gives_the_same_results_as_process(bags, processed
     params = {
         "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
         "observations_topic": f"{SIM}/observations", "reliable_inputs": "true", "device": "cpu",
-        "preset": "humanm3", "publish_markers": "false",
+        "publish_markers": "false",  # the default preset, as in process
     }
     args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args"]
     for name, value in params.items():

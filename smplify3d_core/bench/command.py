@@ -113,6 +113,7 @@ def _cmd_sequence_bench(args: argparse.Namespace) -> int:
     body = SMPLBody.from_path(args.smpl_model_path or default_body_model_dir(), gender=args.gender)
     report = run_sequence_bench(body, load_fit_config(args.preset or args.sensor), settings,
                                 device=resolve_device(args.device), seed=args.seed, progress=not args.no_progress)
+    report["settings"]["config_name"] = args.preset or args.sensor
     print_sequence_report(report)
     if args.json:
         write_json_report(args.json, {"sequence": report})

@@ -62,7 +62,9 @@ def print_report(report: dict, out=sys.stdout) -> None:
         print(line, file=out)
 
     s = report["settings"]
-    p(f"smplify3d bench: {s['scenes']} scenes x {s['persons']} persons, preset {s['preset']}, seed {s['seed']}, "
+    fit = s.get("config_name", s["preset"])
+    p(f"smplify3d bench: {s['scenes']} scenes x {s['persons']} persons, {s['preset']} sensor, fit preset {fit}, "
+      f"seed {s['seed']}, "
       f"device {report['device']}, torch threads {report['torch_threads']} (OMP_NUM_THREADS={report['omp_num_threads_env']}), "
       f"{report['cpu_count']} CPUs")
     sm, t = report["summary"], report["timings"]
@@ -179,7 +181,8 @@ def write_plot(report: dict, path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     s = report["settings"]
-    fig.suptitle(f"smplify3d bench: {s['scenes']} scenes x {s['persons']} persons, {s['preset']}, seed {s['seed']}", fontsize=10)
+    fig.suptitle(f"smplify3d bench: {s['scenes']} scenes x {s['persons']} persons, {s['preset']} sensor, "
+                 f"fit preset {s.get('config_name', s['preset'])}, seed {s['seed']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -80,7 +80,8 @@ def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, 
 def print_sequence_report(report: dict, out=sys.stdout) -> None:
     """The cold / tracked table and the targets."""
     s = report["settings"]
-    print(f"sequence: {s['persons']} persons, {s['frames']} frames at {s['fps']:g} Hz, {s['preset']} sensor, "
+    fit = s.get("config_name", s["preset"])
+    print(f"sequence: {s['persons']} persons, {s['frames']} frames at {s['fps']:g} Hz, {s['preset']} sensor, fit preset {fit}, "
           f"{'moving' if s['moving_robot'] else 'static'} robot, seed {s['seed']}", file=out)
     keys = ("seconds_per_frame", "pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "accel_error_mm", "id_switches",
             "persons")

@@ -11,7 +11,7 @@ from typing import Optional
 
 import yaml
 
-PRESETS = ("demo", "humanm3", "sloper4d")
+PRESETS = ("demo", "humanm3", "sloper4d", "facing")
 
 
 def config_dir() -> Path:
@@ -134,7 +134,7 @@ class FitConfig:
 
     @classmethod
     def preset(cls, name: str) -> "FitConfig":
-        """Load ``config/<name>.yaml`` (demo, humanm3, sloper4d)."""
+        """Load ``config/<name>.yaml`` (demo, humanm3, sloper4d, facing)."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {PRESETS}")
         return cls.from_yaml(config_dir() / f"{name}.yaml")
