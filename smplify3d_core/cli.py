@@ -306,7 +306,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if summary["combined"]["persons"]:
         print(format_summary(summary))
     for sequence, motion in summary.get("motion", {}).items():
-        print(f"{sequence}: acceleration error {motion['accel_error_mm']:.1f} mm/frame², {motion['id_switches']} identity "
+        print(f"{sequence}: root error {motion['root_error_mm']:.1f} mm, acceleration error {motion['accel_error_mm']:.1f} "
+              f"mm/frame², {motion['id_switches']} identity "
               f"switches, {motion['seconds_per_frame']:.2f} s/frame, {motion['warm_started_fraction']:.0%} of "
               f"{motion['fits']} fits warm-started")
     print(f"wrote {Path(out) / 'metrics.json'}")

@@ -234,9 +234,11 @@ def test_tracked_eval_runs_a_sequence_as_the_node_does(tmp_path, smpl_body, quic
     assert motion["fits"] == 12 and motion["id_switches"] == 0
     assert motion["warm_started_fraction"] >= 0.5  # every frame after the first (and its restarts aside)
     assert np.isfinite(motion["accel_error_mm"]) and motion["accel_error_mm"] > 0
+    # the fitted pelvis, mm (≈ 135 with the quick schedule); the image-only depths are up to metres off
+    assert 0 < motion["root_error_mm"] < 200
     combined = summary["combined"]
     assert combined["persons"] == 12 and combined["fit"]["mpjpe_mm"] < combined["init"]["mpjpe_mm"]
-    assert "identity switches" in printed and (out / "basketball1" / "smpl_000005.json").is_file()
+    assert "identity switches" in printed and "root error" in printed and (out / "basketball1" / "smpl_000005.json").is_file()
 
 
 def test_tracked_eval_of_demo_folders_fits_them_in_order_with_tracks(tmp_path, smpl_body, quick_config):

@@ -10,8 +10,9 @@ fixed world, SLOPER4D's world through the LiDAR trajectory), else in the camera 
 Besides the per-person errors of :func:`~smplify3d_core.eval.evaluate.evaluate_dataset` (the same
 metrics, ``init`` only for persons that had an image-only estimate) it reports per sequence the
 acceleration error (mm/frame², on the truth's joints in the world frame: the 15 HumanM3 joints
-regressed from the mesh, or the 24 SMPL joints), identity switches, seconds per frame and the
-fraction of warm-started fits. The tracker's state runs through a sequence, so a tracked run is
+regressed from the mesh, or the 24 SMPL joints), the root error (mm: distance of the fitted pelvis,
+the first joint of both layouts, from the true one, not aligned), identity switches, seconds per
+frame and the fraction of warm-started fits. The tracker's state runs through a sequence, so a tracked run is
 not resumed from cached frames: it always starts at a sequence's first frame.
 """
 from __future__ import annotations
@@ -69,8 +70,14 @@ class _SequenceMotion:
         self.fits = 0
         self.warm = 0
 
+    def root_error_mm(self) -> float:
+        """Mean distance of the fitted pelvis (joint 0 of either layout) from the true one, mm."""
+        errors = [float(np.linalg.norm(joints[0] - self.truth[who][index][0]))
+                  for who, frames in self.predicted.items() for index, joints in frames.items()]
+        return float(np.mean(errors)) if errors else float("nan")
+
     def summary(self) -> dict:
-        return {"accel_error_mm": acceleration_error(self.predicted, self.truth),
+        return {"accel_error_mm": acceleration_error(self.predicted, self.truth), "root_error_mm": self.root_error_mm(),
                 "id_switches": identity_switches(self.assignments),
                 "seconds_per_frame": float(np.mean(self.seconds)) if self.seconds else float("nan"),
                 "fits": self.fits, "warm_started_fraction": self.warm / self.fits if self.fits else 0.0}
