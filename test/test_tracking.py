@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from smplify3d_core.eval.motion import acceleration_error, acceleration_errors, identity_switches
+from smplify3d_core.eval.motion import acceleration_error, acceleration_errors, identity_switches, root_error
 from smplify3d_core.pipeline_config import TrackerConfig
 from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, box_iou
 
@@ -136,6 +136,14 @@ def test_acceleration_error_and_identity_switches():
     assert acceleration_error({"a": truth}, {"a": truth}) == pytest.approx(0.0, abs=1e-12)
     assert np.isnan(acceleration_error({"a": {0: np.zeros((1, 3))}}, {"a": {0: np.zeros((1, 3))}}))
     assert identity_switches([{"a": 0, "b": 1}, {"a": 0}, {"a": 1, "b": 1}, {"a": 1, "b": 2}]) == 2
+
+
+def test_root_error_is_the_mean_pelvis_distance_over_frames_in_both():
+    truth = {"a": {0: np.zeros((2, 3)), 1: np.zeros((2, 3))}}
+    predicted = {"a": {0: np.array([[3.0, 4.0, 0.0], [9.0, 9.0, 9.0]]), 1: np.zeros((2, 3)), 7: np.ones((2, 3))},
+                 "b": {0: np.ones((2, 3))}}  # frame 7 and person b have no truth: not counted
+    assert root_error(predicted, truth) == pytest.approx(2.5, abs=1e-12)  # (5 + 0) / 2; only joint 0 counts
+    assert np.isnan(root_error({"b": {0: np.zeros((1, 3))}}, truth))
 
 
 def test_a_long_unseen_track_is_extrapolated_for_one_second_and_its_gate_stays_bounded():

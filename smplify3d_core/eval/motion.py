@@ -1,4 +1,4 @@
-"""Metrics of motion over a sequence: acceleration error and identity switches.
+"""Metrics of motion over a sequence: acceleration error, root error and identity switches.
 
 Acceleration error is the video human-mesh-recovery measure: for every person, joint and frame t
 whose neighbours t−1 and t+1 were also fitted, the norm of the difference between the predicted
@@ -42,6 +42,17 @@ def acceleration_error(predicted: Mapping[Hashable, Mapping[int, np.ndarray]],
     errors = [acceleration_errors(predicted[p], truth[p]) for p in predicted if p in truth]
     errors = np.concatenate(errors) if errors else np.zeros(0)
     return float(errors.mean()) if len(errors) else float("nan")
+
+
+def root_error(predicted: Mapping[Hashable, Mapping[int, np.ndarray]],
+               truth: Mapping[Hashable, Mapping[int, np.ndarray]]) -> float:
+    """Mean distance between the predicted and the true root joint (joint 0: the pelvis of the SMPL
+    and HumanM3 layouts) over every person and frame in both (person -> frame -> (J, 3) joints, one
+    world frame; the unit is the input's), not aligned: where the person is. NaN when none."""
+    errors = [float(np.linalg.norm(np.asarray(joints)[0] - np.asarray(truth[person][frame])[0]))
+              for person, frames in predicted.items() if person in truth
+              for frame, joints in frames.items() if frame in truth[person]]
+    return float(np.mean(errors)) if errors else float("nan")
 
 
 def identity_switches(assignments: Iterable[Mapping[Hashable, int]]) -> int:

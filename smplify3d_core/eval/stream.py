@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from smplify3d_core.eval.metrics import score_against_truth
-from smplify3d_core.eval.motion import acceleration_error, identity_switches
+from smplify3d_core.eval.motion import acceleration_error, identity_switches, root_error
 from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.types import FrameObservation
 
@@ -60,7 +60,6 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
     """
     seconds: List[float] = []
     scores: Dict[str, List[float]] = {"pve_mm": [], "mpjpe_mm": [], "pa_mpjpe_mm": []}
-    root_errors: List[float] = []
     predicted: Dict[str, Dict[int, np.ndarray]] = {}
     truth: Dict[str, Dict[int, np.ndarray]] = {}
     assignments: List[Dict[str, int]] = []
@@ -88,7 +87,6 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                                             true.joints[None])
                 for key in scores:
                     scores[key].append(float(score[key][0]))
-                root_errors.append(1000.0 * float(np.linalg.norm(result.joints[k, 0].double().numpy() - true.joints[0])))
                 predicted.setdefault(person.tracking_id, {})[item.index] = \
                     transform_points(item.T_world_cam, result.joints[k].double().numpy()) * 1000.0
                 truth.setdefault(person.tracking_id, {})[item.index] = transform_points(item.T_world_cam, true.joints) * 1000.0
@@ -105,7 +103,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
         "pve_mm": _mean(scores["pve_mm"]),
         "mpjpe_mm": _mean(scores["mpjpe_mm"]),
         "pa_mpjpe_mm": _mean(scores["pa_mpjpe_mm"]),
-        "root_error_mm": _mean(root_errors),
+        "root_error_mm": root_error(predicted, truth),
         "accel_error_mm": acceleration_error(predicted, truth),
         "id_switches": identity_switches(assignments),
         "persons": len(truth),

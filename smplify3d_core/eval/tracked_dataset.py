@@ -29,7 +29,7 @@ from smplify3d_core.eval.evaluate import (
     EvalReport, person_metrics, plot_per_frame, reported_metrics, smpl_meshes, start_evaluation, summarize_rows,
 )
 from smplify3d_core.eval.io import DatasetError, write_json_atomic
-from smplify3d_core.eval.motion import acceleration_error, identity_switches
+from smplify3d_core.eval.motion import acceleration_error, identity_switches, root_error
 from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.models import FrontEnds
 from smplify3d_core.observe import complete_persons
@@ -70,14 +70,9 @@ class _SequenceMotion:
         self.fits = 0
         self.warm = 0
 
-    def root_error_mm(self) -> float:
-        """Mean distance of the fitted pelvis (joint 0 of either layout) from the true one, mm."""
-        errors = [float(np.linalg.norm(joints[0] - self.truth[who][index][0]))
-                  for who, frames in self.predicted.items() for index, joints in frames.items()]
-        return float(np.mean(errors)) if errors else float("nan")
-
     def summary(self) -> dict:
-        return {"accel_error_mm": acceleration_error(self.predicted, self.truth), "root_error_mm": self.root_error_mm(),
+        return {"accel_error_mm": acceleration_error(self.predicted, self.truth),
+                "root_error_mm": root_error(self.predicted, self.truth),
                 "id_switches": identity_switches(self.assignments),
                 "seconds_per_frame": float(np.mean(self.seconds)) if self.seconds else float("nan"),
                 "fits": self.fits, "warm_started_fraction": self.warm / self.fits if self.fits else 0.0}
