@@ -20,6 +20,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from smplify3d_core.fit.inputs import FitInputs
+from smplify3d_core.fixed_lag import FixedLagOutput
 from smplify3d_core.fit.optimizer import FitCancelled, FitResult, SMPLify3D  # noqa: F401  (FitCancelled: raised by process)
 from smplify3d_core.fit.verdict import VerdictConfig
 from smplify3d_core.models import FrontEnds, load_models
@@ -75,6 +76,8 @@ class FrameOutcome:
         (the whole tracked fit step: association, inputs, the optimizer, the verdict, restarts; CLIFF
         excluded), the optimizer's own steps inside it (``icp``, ``stage1``...) and ``total`` (the frame).
     cloud_points: (valid points, points used): fewer used when the cloud was thinned.
+    stamp: the frame's time, s; T_track_cam: (4, 4) camera -> tracking frame at ``stamp`` (None: the
+        camera frame), both set for EMPTY and FITTED outcomes (the fixed-lag output averages in it).
     """
 
     status: FrameStatus
@@ -84,6 +87,8 @@ class FrameOutcome:
     dropped: List[Tuple[str, str]] = field(default_factory=list)
     stage_seconds: dict = field(default_factory=dict)
     cloud_points: Tuple[int, int] = (0, 0)
+    stamp: Optional[float] = None
+    T_track_cam: Optional[np.ndarray] = None
 
     @classmethod
     def skipped(cls, reason: str) -> "FrameOutcome":
@@ -102,6 +107,11 @@ class FrameProcessor:
     CLIFF (either None: those come from each frame's observations). Tracked persons are fitted
     warm from their tracks' predictions (:mod:`smplify3d_core.tracked_fit`); CLIFF runs only for
     the persons fitted cold.
+
+    :meth:`process` returns each frame's outcome as soon as it is fitted. What is published goes
+    through :attr:`output` (:class:`~smplify3d_core.fixed_lag.FixedLagOutput`, ``tracker.output_lag_frames``):
+    push every outcome there and publish what it releases, and :meth:`FixedLagOutput.flush` at the
+    end of the stream.
     """
 
     def __init__(self, config: PipelineConfig, fitter: SMPLify3D, front_ends: Optional[FrontEnds] = None) -> None:
@@ -109,6 +119,7 @@ class FrameProcessor:
         self.fitter = fitter
         self.front_ends = front_ends or FrontEnds()
         self.tracker = PersonTracker(config.tracker)
+        self.output = FixedLagOutput(fitter, config.tracker)
 
     @classmethod
     def from_config(cls, config: PipelineConfig) -> "FrameProcessor":
@@ -158,7 +169,8 @@ class FrameProcessor:
 
     def _fit_observed(self, observed: ObservedFrame, start: float, stamp: float, T_track_cam=None,
                       should_stop=None) -> FrameOutcome:
-        common = dict(cloud_points=observed.cloud_points)
+        common = dict(cloud_points=observed.cloud_points, stamp=float(stamp),
+                      T_track_cam=None if T_track_cam is None else np.asarray(T_track_cam, dtype=np.float64))
         fit_start, cliff_before = time.perf_counter(), observed.stage_seconds.get("initial_smpl", 0.0)
         tracked = fit_tracked_frame(observed.frame, self.fitter, self.tracker, self.config, stamp, T_track_cam,
                                     self._complete_inits(observed), should_stop)

@@ -52,6 +52,10 @@ class TrackerConfig:
     max_smoothing_offset: float = setting(0.2, "metres a joint of the smoothed body may lie from the raw fit's; "
                                                "farther: the raw fit is published and the pose filter reset to it",
                                           min=0)
+    output_lag_frames: int = setting(1, "1: publish each frame one fitted frame late, a tracked person's body averaged "
+                                        "with its bodies in the frames before and after (at the frame's stamp; "
+                                        "less jitter, one frame interval of latency); 0: publish each frame as soon "
+                                        "as it is fitted", min=0, max=1)
     anchor_to_observation: bool = setting(True, "a warm fit keeps the joints the image does not show near the "
                                                 "frame's own image-only estimate when the observations carry one "
                                                 "(else near the track's pose, which can drift)")

@@ -164,6 +164,34 @@ def process(args) -> int:
         pves, mpjpes, persons_total, persons_valid = [], [], 0, 0
         with Writer(out, version=9, storage_plugin=storage_plugin(args.storage)) as writer:
             output = writer.add_connection(args.output_topic, SMPL_ARRAY_TYPE, typestore=store)
+
+            def write_outcome(outcome, image_header, image_bag_ns: int, image_stamp: int, T_target_cam) -> None:
+                """Write one published frame's SMPLArray and score it against the bag's truth, if any."""
+                nonlocal persons_total, persons_valid, pves, mpjpes
+                fit = outcome.fit
+                header = image_header
+                if T_target_cam is not None:
+                    header = Header(stamp=image_header.stamp, frame_id=args.target_frame)
+                message = smpl_array_from_outcome(outcome_in_frame(outcome, processor.fitter, T_target_cam),
+                                                  header, include_vertices=args.publish_vertices)
+                writer.write(output, image_bag_ns, serialize_message(message))
+                results.append(image_stamp)
+                persons_total += len(message.persons)
+                persons_valid += sum(bool(person.valid) for person in message.persons)
+                truth_raw = truths.get(image_stamp)
+                if truth_raw is None and truths:
+                    near = min(truths, key=lambda s: abs(s - image_stamp))
+                    truth_raw = truths[near] if abs(near - image_stamp) <= slop_ns else None
+                if fit is not None and truth_raw is not None:
+                    from smplify3d_ros.msg import SMPLArray
+
+                    fitted = fit.result.fitted.cpu().numpy().astype(bool)  # every body, valid or not: the fit's error
+                    errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[fitted, :24],
+                                                  fit.result.vertices.detach().cpu().numpy()[fitted],
+                                                  deserialize_message(truth_raw, SMPLArray))
+                    pves += errors["pve_mm"]
+                    mpjpes += errors["mpjpe_mm"]
+
             progress = tqdm(total=len(pairs), desc="fitting", unit="frame", disable=args.quiet)
             data_connections = [c for t in (args.image_topic, args.cloud_topic, args.camera_info_topic) for c in topics[t]]
             for connection, bag_ns, raw in reader.messages(connections=data_connections):
@@ -203,32 +231,15 @@ def process(args) -> int:
                 if outcome.status is FrameStatus.SKIPPED:
                     skipped[outcome.reason] += 1
                     continue
-                fit = outcome.fit
-                header = image_msg.header
-                if transforms_at["target_frame"] is not None:
-                    header = Header(stamp=image_msg.header.stamp, frame_id=args.target_frame)
-                message = smpl_array_from_outcome(outcome_in_frame(outcome, processor.fitter, transforms_at["target_frame"]),
-                                                  header, include_vertices=args.publish_vertices)
-                writer.write(output, image_bag_ns, serialize_message(message))
-                results.append(image_stamps[i])
-                persons_total += len(message.persons)
-                persons_valid += sum(bool(person.valid) for person in message.persons)
                 for name, seconds in outcome.stage_seconds.items():
                     stage_totals[name] += seconds
                     stage_counts[name] += 1
-                truth_raw = truths.get(image_stamps[i])
-                if truth_raw is None and truths:
-                    near = min(truths, key=lambda s: abs(s - image_stamps[i]))
-                    truth_raw = truths[near] if abs(near - image_stamps[i]) <= slop_ns else None
-                if fit is not None and truth_raw is not None:
-                    from smplify3d_ros.msg import SMPLArray
-
-                    fitted = fit.result.fitted.cpu().numpy().astype(bool)  # every body, valid or not: the fit's error
-                    errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[fitted, :24],
-                                                  fit.result.vertices.detach().cpu().numpy()[fitted],
-                                                  deserialize_message(truth_raw, SMPLArray))
-                    pves += errors["pve_mm"]
-                    mpjpes += errors["mpjpe_mm"]
+                # written as the node publishes: through the fixed-lag output, so possibly the frame before
+                for done, payload in processor.output.push(outcome, (image_msg.header, image_bag_ns, image_stamps[i],
+                                                                     transforms_at["target_frame"])):
+                    write_outcome(done, *payload)
+            for done, payload in processor.output.flush():
+                write_outcome(done, *payload)
             progress.close()
             if args.copy_inputs:
                 copies = {}

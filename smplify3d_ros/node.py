@@ -10,7 +10,11 @@ drives it. /diagnostics is published in every state.
 Subscribes to an image (raw or compressed), its camera_info and a PointCloud2, synchronizes
 image and cloud approximately, and fits every person of the newest synchronized frame on one
 worker thread. Frames that arrive while the worker is busy replace the waiting one and are
-counted as dropped; input callbacks never block. Publishes ``~/smpl`` (SMPLArray),
+counted as dropped; input callbacks never block. A fitted frame goes out through the fixed-lag
+output (:mod:`smplify3d_core.fixed_lag`, ``tracker.output_lag_frames``): by default when the next
+frame has been fitted (averaged with it and the one before), at once when the next frame is too
+far away in time to be averaged with, and after ``output_hold`` s without a new frame (the end of
+a stream) or at ``deactivate``. Publishes ``~/smpl`` (SMPLArray),
 ``~/markers`` (MarkerArray), optionally ``~/overlay`` (Image), and ``/diagnostics``.
 Parameters: :mod:`smplify3d_ros.params` declares each with a descriptor (``ros2 param describe``);
 ``config/robot.yaml`` lists them with their defaults.
@@ -177,6 +181,7 @@ class SMPLify3DNode(LifecycleNode):
         #: (image stamp s, receive->publish wall time s, stamp->publish latency s) of recent results
         self.recent_latencies: deque = deque(maxlen=50)
         self._marker_ids: set = set()
+        self._held_since = time.monotonic()  # when the fixed-lag output last took a frame
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         if self.settings.autostart:
@@ -230,8 +235,14 @@ class SMPLify3DNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Stop the worker (a running fit is cancelled), unsubscribe and remove the publishers."""
+        """Stop the worker (a running fit is cancelled), publish the frame it held, unsubscribe and
+        remove the publishers."""
         self.shutdown()
+        if not self.worker_alive:
+            try:
+                self._flush_held()
+            except Exception as error:  # pragma: no cover - deactivating must not fail on a last publish
+                self.get_logger().warning(f"could not publish the held frame: {error}")
         for subscription in self._inputs:
             self.destroy_subscription(subscription)
         self._inputs = []
@@ -383,6 +394,10 @@ class SMPLify3DNode(LifecycleNode):
     def _work(self) -> None:
         while not self._stop.is_set():
             if not self._wake.wait(timeout=0.2):
+                try:
+                    self._flush_held(idle_for=self.settings.output_hold)
+                except Exception as error:  # pragma: no cover - publishing must not end the worker
+                    self._log_event("flush", f"could not publish the held frame: {error}")
                 continue
             with self._lock:
                 frame, self._pending = self._pending, None
@@ -447,6 +462,8 @@ class SMPLify3DNode(LifecycleNode):
 
     def _process(self, frame: PendingFrame) -> Optional[str]:
         """Fit one frame and publish; returns why it was skipped, or None."""
+        # a held frame that this one cannot be the neighbour of goes out now, not after this fit
+        self._publish_released(self.processor.output.expect(stamp_to_seconds(frame.image_msg.header.stamp)))
         outcome, T_target_cam = self._outcome(frame)
         if outcome.status is FrameStatus.SKIPPED:
             return outcome.reason
@@ -455,10 +472,28 @@ class SMPLify3DNode(LifecycleNode):
         self._count_bodies(outcome)
         self._count_tracks(outcome)
         camera_header = Header(stamp=frame.image_msg.header.stamp, frame_id=self._output_frame(frame))
-        self._publish(outcome, camera_header, T_target_cam)
-        stamp = stamp_to_seconds(frame.image_msg.header.stamp)
-        self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
+        # with tracker.output_lag_frames 1 this publishes the frame before (averaged), and holds this one
+        self._publish_released(self.processor.output.push(outcome, (camera_header, T_target_cam, frame)))
+        self._held_since = time.monotonic()
         return None
+
+    def _publish_released(self, released) -> None:
+        """Publish the (outcome, (camera header, T_target_cam, pending frame)) pairs the fixed-lag output
+        released, and note their latencies."""
+        for outcome, (camera_header, T_target_cam, frame) in released:
+            self._publish(outcome, camera_header, T_target_cam)
+            stamp = stamp_to_seconds(frame.image_msg.header.stamp)
+            self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
+
+    def _flush_held(self, idle_for: Optional[float] = None) -> None:
+        """Publish the frame the fixed-lag output holds, as it is, when the worker has had no new frame
+        for ``idle_for`` seconds (None: now)."""
+        processor = self.processor
+        if processor is None or not processor.output.holding:
+            return
+        if idle_for is not None and time.monotonic() - self._held_since < idle_for:
+            return
+        self._publish_released(processor.output.flush())
 
     def _output_frame(self, frame: PendingFrame) -> str:
         """The camera optical frame of the frame's bodies: the camera_frame parameter, else the image's frame_id."""

@@ -123,7 +123,9 @@ def test_play_into_the_tracking_node_gives_the_offline_tracks_and_meshes(sequenc
     params = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
               "observations_topic": f"{SIM}/observations", "reliable_inputs": "true", "device": "cpu",
               "publish_markers": "false", "publish_vertices": "true", "tracking_frame": "odom",
-              "target_frame": "odom", "tf_timeout": 3.0}
+              "target_frame": "odom", "tf_timeout": 3.0,
+              # frames come 1 / (RATE * PLAY_RATE) = 5 s apart: each waits for the next, as offline (fixed-lag output)
+              "output_hold": 10.0}
     args = [sys.executable, "-m", "smplify3d_ros.node", "--ros-args"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]

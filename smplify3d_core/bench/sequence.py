@@ -8,7 +8,9 @@ other, entering and leaving the view; optionally the robot driving) go through t
   starts from its image-only estimate and runs the full schedule, and the raw fit is scored (the
   per-frame method); track ids still come from the tracker;
 * ``tracked`` — tracked persons start from their tracks' predictions with the preset's reduced
-  ``tracking`` schedule and temporal terms, and are published smoothed.
+  ``tracking`` schedule and temporal terms, and are published smoothed (and, with the default
+  ``tracker.output_lag_frames`` 1, one frame late, averaged with their neighbours:
+  :mod:`smplify3d_core.fixed_lag`).
 
 Tracking runs in the sequence's ``odom`` frame (``T_odom_cam`` per frame). Per mode: seconds per
 frame (mean wall time of the frame path after one warm-up frame outside the timing), PVE / MPJPE /
@@ -43,6 +45,8 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
     config = PipelineConfig() if pipeline_config is None else pipeline_config
     config.tracker.warm_start = bool(warm_start)
     config.tracker.smooth_output = bool(warm_start)  # cold is the per-frame method: raw fits
+    if not warm_start:
+        config.tracker.output_lag_frames = 0
     fitter = build_fitter(body, fit_config, device=device, seed=seed)
     FrameProcessor(config, fitter).process_observed(frames[0].scene.frame, frames[0].stamp, frames[0].T_odom_cam)
     processor = FrameProcessor(config, fitter)  # the warm-up's tracks are thrown away with its processor

@@ -12,7 +12,8 @@ metrics, ``init`` only for persons that had an image-only estimate) it reports p
 acceleration error (mm/frame², on the truth's joints in the world frame: the 15 HumanM3 joints
 regressed from the mesh, or the 24 SMPL joints), the root error (mm: distance of the fitted pelvis,
 the first joint of both layouts, from the true one, not aligned), identity switches, seconds per
-frame and the fraction of warm-started fits. The tracker's state runs through a sequence, so a tracked run is
+frame and the fraction of warm-started fits. Frames are scored as published, after the fixed-lag
+output (:mod:`smplify3d_core.fixed_lag`). The tracker's state runs through a sequence, so a tracked run is
 not resumed from cached frames: it always starts at a sequence's first frame.
 """
 from __future__ import annotations
@@ -94,6 +95,17 @@ def evaluate_dataset_tracked(reader: DatasetReader, fitter, out_dir, with_pck: b
     motion: Dict[str, dict] = {}
     evaluated = 0
     start = time.perf_counter()
+
+    def record(outcome, ref: FrameRef, frame, seen: _SequenceMotion) -> None:  # a frame as published
+        if outcome.fit is None:
+            seen.assignments.append({})
+            return
+        inits = {p.tracking_id: p.init for p in frame.persons}  # the image-only estimates, not the predictions
+        rows.extend(_score_frame(ref, outcome, inits, fitter.body, regressor, seen, with_pck))
+        folder = out / ref.sequence
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(folder / f"smpl_{ref.frame_id}.json", smpl_result_json(outcome.fit))
+
     for sequence, frames in _sequences(refs).items():
         processor = FrameProcessor(config, fitter, front_ends)  # fresh tracks for every sequence
         seen = _SequenceMotion()
@@ -106,6 +118,7 @@ def evaluate_dataset_tracked(reader: DatasetReader, fitter, out_dir, with_pck: b
                                                           estimate_inits=False)
                 clock = time.perf_counter()
                 outcome = processor.process_observed(frame, ref.index / reader.frame_rate_hz, frame.T_world_cam)
+                released = processor.output.push(outcome, (ref, frame))
                 seen.seconds.append(time.perf_counter() - clock)
             except (DatasetError, ValueError, FileNotFoundError) as error:
                 issues.append(str(error))
@@ -117,14 +130,10 @@ def evaluate_dataset_tracked(reader: DatasetReader, fitter, out_dir, with_pck: b
                     issues.append(note)
                     log(f"warning: {note}")
             evaluated += 1
-            if outcome.fit is None:
-                seen.assignments.append({})
-                continue
-            inits = {p.tracking_id: p.init for p in frame.persons}  # the image-only estimates, not the predictions
-            rows += _score_frame(ref, outcome, inits, fitter.body, regressor, seen, with_pck)
-            folder = out / ref.sequence
-            folder.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(folder / f"smpl_{ref.frame_id}.json", smpl_result_json(outcome.fit))
+            for done, (done_ref, done_frame) in released:  # as published: after the fixed-lag output
+                record(done, done_ref, done_frame, seen)
+        for done, (done_ref, done_frame) in processor.output.flush():
+            record(done, done_ref, done_frame, seen)
         motion[sequence] = seen.summary()
     sequences = {seq: {**summarize_rows([r for r in rows if r["sequence"] == seq]), "motion": motion.get(seq, {})}
                  for seq in sorted({r["sequence"] for r in rows})}
