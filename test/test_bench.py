@@ -166,8 +166,9 @@ def test_sequence_bench_runs_cold_and_tracked_on_the_same_frames(smpl_body, caps
     assert report["tracked"]["warm_started_fraction"] > 0.5  # every person after its first frame
     assert report["cold"]["person_frames"] == report["tracked"]["person_frames"]
     assert set(report["targets"]) >= {"speed_met", "pve_met", "accel_met", "id_switches_met"}
+    assert report["settings"]["output_lag_frames"] == 1  # the tracked mode publishes through the fixed-lag output
     print_sequence_report(report)
-    assert "tracked" in capsys.readouterr().out
+    assert "tracked output lag 1 frame(s)" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------- bench --pipeline

@@ -67,6 +67,7 @@ def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, 
                            "preset": str(getattr(settings.preset, "name", settings.preset)), "seed": settings.seed,
                            "moving_robot": settings.moving_robot, "crossings": settings.crossings,
                            "simulation_s": simulated}}
+    report["settings"]["output_lag_frames"] = PipelineConfig().tracker.output_lag_frames  # of the tracked mode
     for mode in MODES:
         report[mode] = run_mode(body, fit_config, frames, mode == "tracked", device, seed, progress)
     cold, tracked = report["cold"], report["tracked"]
@@ -86,7 +87,8 @@ def print_sequence_report(report: dict, out=sys.stdout) -> None:
     s = report["settings"]
     fit = s.get("config_name", s["preset"])
     print(f"sequence: {s['persons']} persons, {s['frames']} frames at {s['fps']:g} Hz, {s['preset']} sensor, fit preset {fit}, "
-          f"{'moving' if s['moving_robot'] else 'static'} robot, seed {s['seed']}", file=out)
+          f"{'moving' if s['moving_robot'] else 'static'} robot, seed {s['seed']}, tracked output lag "
+          f"{s.get('output_lag_frames', 0)} frame(s)", file=out)
     keys = ("seconds_per_frame", "pve_mm", "mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "accel_error_mm", "id_switches",
             "persons")
     print(f"{'mode':8s} " + " ".join(f"{k:>17s}" for k in keys), file=out)
