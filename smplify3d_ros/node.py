@@ -13,8 +13,8 @@ worker thread. Frames that arrive while the worker is busy replace the waiting o
 counted as dropped; input callbacks never block. A fitted frame goes out through the fixed-lag
 output (:mod:`smplify3d_core.fixed_lag`, ``tracker.output_lag_frames``): by default when the next
 frame has been fitted (averaged with it and the one before), at once when the next frame is too
-far away in time to be averaged with, and after ``output_hold`` s without a new frame (the end of
-a stream) or at ``deactivate``. Publishes ``~/smpl`` (SMPLArray),
+far away in time to be averaged with, and after ``output_hold`` s without a new fitted frame (the
+end of a stream) or at ``deactivate``. Publishes ``~/smpl`` (SMPLArray),
 ``~/markers`` (MarkerArray), optionally ``~/overlay`` (Image), and ``/diagnostics``.
 Parameters: :mod:`smplify3d_ros.params` declares each with a descriptor (``ros2 param describe``);
 ``config/robot.yaml`` lists them with their defaults.
@@ -419,6 +419,7 @@ class SMPLify3DNode(LifecycleNode):
                     self._busy = False
             try:
                 self._account(reason)
+                self._flush_held(idle_for=self.settings.output_hold)  # frames keep coming, all skipped
             except Exception:  # pragma: no cover - bookkeeping must not end the worker either
                 pass
 
@@ -486,8 +487,8 @@ class SMPLify3DNode(LifecycleNode):
             self.recent_latencies.append((stamp, time.monotonic() - frame.received, time.time() - stamp))
 
     def _flush_held(self, idle_for: Optional[float] = None) -> None:
-        """Publish the frame the fixed-lag output holds, as it is, when the worker has had no new frame
-        for ``idle_for`` seconds (None: now)."""
+        """Publish the frame the fixed-lag output holds, as it is, when no new frame has been fitted for
+        ``idle_for`` seconds (None: now)."""
         processor = self.processor
         if processor is None or not processor.output.holding:
             return

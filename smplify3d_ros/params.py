@@ -70,8 +70,8 @@ class NodeConfig:
                                                            "with extrinsics_source static")
     tf_timeout: float = setting(0.05, "seconds to wait for a transform before skipping the frame", min=0, max=10)
     output_hold: float = setting(1.0, "with tracker.output_lag_frames 1: a fitted frame waits for the next one to be "
-                                      "published; when the worker has had no new frame for this many seconds it "
-                                      "publishes the waiting frame as it is (the end of a stream)", min=0.05, max=3600)
+                                      "published; when no new frame has been fitted for this many seconds the "
+                                      "waiting frame is published as it is (the end of a stream)", min=0.05, max=3600)
     publish_vertices: bool = setting(False, "fill SMPL.vertices (6890 points per person)")
     publish_markers: bool = setting(True, "publish ~/markers: one TRIANGLE_LIST mesh per person")
     invalid_markers: str = setting("hide", "bodies that are not valid (the verdict rejected them): hide (no marker) "

@@ -312,6 +312,26 @@ def test_empty_or_all_nan_cloud_is_skipped_with_a_reason(harness, capfd, points,
     assert_alive_and_fitting(driver, persons=True)
 
 
+def test_a_held_frame_goes_out_after_output_hold_while_only_skipped_frames_follow(harness):
+    """With the fixed-lag output (default) a fitted frame waits for the next fitted one. When the frames
+    after it are all skipped (here: an undecodable image encoding, stamped within tracker.max_warm_gap
+    of it, so that none releases it as too far away in time), it is published once ``output_hold`` s
+    have passed without a fitted frame, while the bad frames still arrive."""
+    node, driver = harness(output_hold=2.0)
+    t0 = time.time()
+    driver.send(t0, persons=True)
+    wait_for(lambda: driver.counts()["processed"] >= 1, FIT_TIMEOUT_S, "the first frame fitted")
+    sent = 0
+    deadline = time.monotonic() + 30.0
+    while not any(abs(s - t0) < 1e-6 for s in driver.stamps()) and time.monotonic() < deadline:
+        sent += 1
+        driver.send(t0 + 0.001 * sent, encoding="yuv422")  # every 0.1 s: the worker never waits idle
+        time.sleep(0.1)
+    assert any(abs(s - t0) < 1e-6 for s in driver.stamps()), f"the held frame was not published ({sent} bad frames)"
+    assert len(driver.result_for(t0).persons) == 1
+    assert driver.counts()["skipped"] >= 3, driver.last_diagnostics()  # it went out while skips went on
+
+
 def test_two_million_points_are_thinned_and_fitted(harness, capfd, world):
     """A 2 M point cloud (24 MB on the wire) is fitted on every k-th point, k = ceil(points /
     max_cloud_points): said once in the log, and the person is still fitted. The clutter fills the
