@@ -66,6 +66,11 @@ def average_rotations(quaternions: np.ndarray, weights: np.ndarray) -> np.ndarra
     return total / np.linalg.norm(total, axis=-1, keepdims=True)
 
 
+def _T_track_cam(outcome) -> np.ndarray:
+    """(4, 4) camera -> tracking frame of ``outcome`` (the identity when the camera frame is the tracking frame)."""
+    return np.eye(4) if outcome.T_track_cam is None else np.asarray(outcome.T_track_cam, dtype=np.float64)
+
+
 @dataclass
 class _Held:
     outcome: Any
@@ -150,7 +155,7 @@ class FixedLagOutput:
         if outcome.fit is None:
             return {}
         result = outcome.fit.result
-        T = np.eye(4) if outcome.T_track_cam is None else np.asarray(outcome.T_track_cam, dtype=np.float64)
+        T = _T_track_cam(outcome)
         bodies = {}
         for k, track_id in enumerate(outcome.track_ids):
             if not bool(result.valid[k]):
@@ -180,8 +185,7 @@ class FixedLagOutput:
         if not persons:
             return
         result = outcome.fit.result
-        T_track_cam = np.eye(4) if outcome.T_track_cam is None else np.asarray(outcome.T_track_cam, dtype=np.float64)
-        T_cam_track = np.linalg.inv(T_track_cam)
+        T_cam_track = np.linalg.inv(_T_track_cam(outcome))
         pelvis_cam = transform_points(T_cam_track, np.stack(pelvises))
         root_cam = Rotation.from_matrix(T_cam_track[:3, :3] @ Rotation.from_quat(np.stack(roots)).as_matrix())
         pose = Rotation.from_quat(np.stack(poses).reshape(-1, 4)).as_rotvec().reshape(len(persons), 69)

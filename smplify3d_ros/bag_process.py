@@ -167,7 +167,7 @@ def process(args) -> int:
 
             def write_outcome(outcome, image_header, image_bag_ns: int, image_stamp: int, T_target_cam) -> None:
                 """Write one published frame's SMPLArray and score it against the bag's truth, if any."""
-                nonlocal persons_total, persons_valid, pves, mpjpes
+                nonlocal persons_total, persons_valid
                 fit = outcome.fit
                 header = image_header
                 if T_target_cam is not None:
@@ -189,8 +189,8 @@ def process(args) -> int:
                     errors = errors_against_truth(fit.result.joints.detach().cpu().numpy()[fitted, :24],
                                                   fit.result.vertices.detach().cpu().numpy()[fitted],
                                                   deserialize_message(truth_raw, SMPLArray))
-                    pves += errors["pve_mm"]
-                    mpjpes += errors["mpjpe_mm"]
+                    pves.extend(errors["pve_mm"])
+                    mpjpes.extend(errors["mpjpe_mm"])
 
             progress = tqdm(total=len(pairs), desc="fitting", unit="frame", disable=args.quiet)
             data_connections = [c for t in (args.image_topic, args.cloud_topic, args.camera_info_topic) for c in topics[t]]

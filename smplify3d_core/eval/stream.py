@@ -61,7 +61,6 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
     shape_height_error_mm (true person -> mm) and frames (per frame: index, seconds, true person ->
     track id, warm-started count).
     """
-    seconds: List[float] = []
     scores: Dict[str, List[float]] = {"pve_mm": [], "mpjpe_mm": [], "pa_mpjpe_mm": []}
     predicted: Dict[str, Dict[int, np.ndarray]] = {}
     truth: Dict[str, Dict[int, np.ndarray]] = {}
@@ -69,7 +68,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
     records = []
     shapes: Dict[str, np.ndarray] = {}  # true person -> its track's fused betas at its last frame
     true_betas: Dict[str, np.ndarray] = {}
-    def score(outcome, item: StreamFrame) -> None:
+    def score_published(outcome, item: StreamFrame) -> None:
         known = item.frame.truth or {}
         assigned: Dict[str, int] = {}
         warm = 0
@@ -92,14 +91,13 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
         assignments.append(assigned)
         records.append({"index": item.index, "seconds": seconds_of[item.index], "tracks": assigned, "warm_started": warm})
 
-    seconds_of: Dict[int, float] = {}
+    seconds_of: Dict[int, float] = {}  # frame index -> wall time of its frame path
     for item in tqdm(frames, desc=desc, unit="frame", file=sys.stderr, disable=not progress, leave=False,
                      dynamic_ncols=True, total=total):
         start = time.perf_counter()
         outcome = processor.process_observed(item.frame, item.stamp, item.T_world_cam)
         released = processor.output.push(outcome, item)
-        seconds.append(time.perf_counter() - start)
-        seconds_of[item.index] = seconds[-1]
+        seconds_of[item.index] = time.perf_counter() - start
         known = item.frame.truth or {}
         for k, person in enumerate(outcome.fit.frame.persons if outcome.fit is not None else []):
             track = processor.tracker.tracks.get(outcome.tracks[k].track_id)
@@ -108,12 +106,12 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                 shapes[person.tracking_id] = track.shape.copy()
                 true_betas[person.tracking_id] = known[person.tracking_id].smpl.betas
         for done, done_item in released:
-            score(done, done_item)
+            score_published(done, done_item)
     for done, done_item in processor.output.flush():
-        score(done, done_item)
+        score_published(done, done_item)
     fitted = len(scores["pve_mm"])
     return {
-        "seconds_per_frame": _mean(seconds),
+        "seconds_per_frame": _mean(list(seconds_of.values())),
         "pve_mm": _mean(scores["pve_mm"]),
         "mpjpe_mm": _mean(scores["mpjpe_mm"]),
         "pa_mpjpe_mm": _mean(scores["pa_mpjpe_mm"]),
