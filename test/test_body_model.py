@@ -4,7 +4,7 @@ import pytest
 import smplx
 import torch
 
-from smplify3d_core.body.model import SMPLBody
+from smplify3d_core.body.model import SMPLBody, forward_kinematics, kinematic_levels
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.geometry.rotations import (
     axis_angle_to_matrix, axis_angle_to_quaternion, matrix_to_axis_angle, matrix_to_rot6d,
@@ -114,3 +114,33 @@ def test_a_regressor_through_the_bones_gives_the_points_of_the_posed_mesh(body_m
     assert body(**params).regressed is None
     with pytest.raises(ValueError, match="vertex regressor"):
         body.skinned_regressor(np.ones((17, 100)))
+
+
+def test_kinematic_levels_group_the_joints_by_depth_and_refuse_a_child_before_its_parent(smpl_body):
+    levels = kinematic_levels(tuple(smpl_body.parents))
+    assert sorted(j for joints, _ in levels for j in joints) == list(range(1, 24))
+    order = [0]
+    for joints, parent_slots in levels:  # each joint's parent was posed at an earlier level
+        assert [order[slot] for slot in parent_slots] == [smpl_body.parents[j] for j in joints]
+        order += joints
+    assert len(levels) == 8  # the SMPL tree is 8 joints deep (pelvis to hand)
+    with pytest.raises(ValueError, match="does not precede"):
+        kinematic_levels((-1, 2, 0))
+
+
+def test_forward_kinematics_composes_each_joint_with_its_parents(smpl_body):
+    """Against the chain written out with 4x4 transforms, joint by joint."""
+    generator = torch.Generator().manual_seed(3)
+    rotations = axis_angle_to_matrix(0.5 * torch.randn(2, 24, 3, generator=generator, dtype=torch.float64))
+    rest = torch.randn(2, 24, 3, generator=generator, dtype=torch.float64)
+    world_rot, world_pos = forward_kinematics(rotations, rest, smpl_body.parents)
+    for b in range(2):
+        transforms = []
+        for j in range(24):
+            local = np.eye(4)
+            local[:3, :3] = rotations[b, j].numpy()
+            parent = smpl_body.parents[j] if j else None
+            local[:3, 3] = rest[b, j].numpy() - (rest[b, parent].numpy() if j else 0.0)
+            transforms.append(local if j == 0 else transforms[parent] @ local)
+        np.testing.assert_allclose(world_rot[b].numpy(), np.stack([t[:3, :3] for t in transforms]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(world_pos[b].numpy(), np.stack([t[:3, 3] for t in transforms]), rtol=0, atol=1e-12)

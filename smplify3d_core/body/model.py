@@ -16,7 +16,8 @@ vertex, so the regressor can be summed into per-bone terms once and applied to t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -89,21 +90,49 @@ def rest_joints(betas: torch.Tensor, joint_template: torch.Tensor, joint_shapedi
     return blend_shapes(betas, joint_template, joint_shapedirs)
 
 
-def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, parents: Sequence[int]):
-    """World rotations (B, 24, 3, 3) and positions (B, 24, 3) of the joints.
+@lru_cache(maxsize=None)
+def kinematic_levels(parents: Tuple[int, ...]) -> Tuple[Tuple[Tuple[int, ...], Tuple[int, ...]], ...]:
+    """The joints of a kinematic tree grouped by depth, for a forward pass with one product per level.
 
-    rotations: (B, 24, 3, 3) each joint's rotation relative to its parent; joints_rest: (B, 24, 3) m;
-    parents: the kinematic tree (parents[0] unused).
+    parents: each joint's parent (``parents[0]`` is the root's, unused); a parent must precede its
+    children. Returns, per depth 1, 2, ..., (the joints at that depth, their parents' positions in
+    the root-first concatenation of the earlier levels' joints).
     """
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        if not 0 <= parents[j] < j:
+            raise ValueError(f"joint {j}'s parent {parents[j]} does not precede it")
+        depth[j] = depth[parents[j]] + 1
+    order = [0]  # joints in the order their level's results are concatenated
+    levels = []
+    for level in range(1, max(depth) + 1):
+        joints = tuple(j for j in range(len(parents)) if depth[j] == level)
+        levels.append((joints, tuple(order.index(parents[j]) for j in joints)))
+        order += joints
+    return tuple(levels)
+
+
+def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, parents: Sequence[int]):
+    """World rotations (B, J, 3, 3) and positions (B, J, 3) of the joints.
+
+    rotations: (B, J, 3, 3) each joint's rotation relative to its parent; joints_rest: (B, J, 3) m;
+    parents: the kinematic tree (parents[0] unused). The joints of one depth are posed together
+    (:func:`kinematic_levels`), so the pass costs a few batched products rather than one per joint.
+    """
+    parents = tuple(int(p) for p in parents)
     relative = joints_rest.clone()
     relative[:, 1:] -= joints_rest[:, list(parents[1:])]
-    world_rot = [rotations[:, 0]]
-    world_pos = [joints_rest[:, 0]]
-    for j in range(1, NUM_JOINTS):
-        parent = parents[j]
-        world_rot.append(world_rot[parent] @ rotations[:, j])
-        world_pos.append(world_pos[parent] + (world_rot[parent] @ relative[:, j, :, None])[..., 0])
-    return torch.stack(world_rot, dim=1), torch.stack(world_pos, dim=1)
+    world_rot, world_pos = rotations[:, :1], joints_rest[:, :1]  # root first, then level by level
+    order = [0]
+    for joints, parent_slots in kinematic_levels(parents):
+        parent_rot, parent_pos = world_rot[:, parent_slots], world_pos[:, parent_slots]
+        level_rot = parent_rot @ rotations[:, joints]
+        level_pos = parent_pos + (parent_rot @ relative[:, joints, :, None])[..., 0]
+        world_rot = torch.cat([world_rot, level_rot], dim=1)
+        world_pos = torch.cat([world_pos, level_pos], dim=1)
+        order += joints
+    back = [order.index(j) for j in range(len(parents))]  # joint id -> its slot
+    return world_rot[:, back], world_pos[:, back]
 
 
 def pose_feature(rotations: torch.Tensor) -> torch.Tensor:
