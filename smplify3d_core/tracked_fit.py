@@ -49,13 +49,15 @@ class PersonTrack:
 
     track_id: stable over frames; age_s: seconds since the track was born (0 in its first frame);
     warm_started: the published fit started from the track's prediction; restarted: a warm fit
-    failed the verdict and the person was fitted again cold.
+    failed the verdict and the person was fitted again cold; shape_held: the warm fit kept the
+    track's settled shape (its betas were not fitted, the short ``settled_stage2_iterations`` schedule).
     """
 
     track_id: int
     age_s: float
     warm_started: bool
     restarted: bool = False
+    shape_held: bool = False
 
 
 @dataclass
@@ -113,6 +115,22 @@ def _fit_group(fitter, inputs, indices, verdict, should_stop, warm: Optional[War
     result = fitter.fit(group, should_stop=should_stop, warm=warm)
     judge_fit(fitter, group, result, verdict)
     return result
+
+
+def _fit_warm(fitter, inputs, warm: List[int], start: WarmStart, verdict, should_stop) -> FitResult:
+    """The warm fits of the persons ``warm`` (indices into ``inputs``; ``start`` in the same order), as
+    one result in that order. When the tracking schedule gives settled shapes fewer stage-2 steps and
+    only some of the tracks have settled, the two kinds are fitted as two batches, so that the settled
+    ones do not run the longer schedule."""
+    schedule = fitter.config.tracking
+    settled = [j for j in range(len(warm)) if bool(start.shape_fixed[j])]
+    fusing = [j for j in range(len(warm)) if not bool(start.shape_fixed[j])]
+    if not settled or not fusing or schedule.settled_stage2_iterations == schedule.stage2_iterations:
+        return _fit_group(fitter, inputs, warm, verdict, should_stop, start)
+    parts = [(group, _fit_group(fitter, inputs, [warm[j] for j in group], verdict, should_stop,
+                                select_persons(start, group)))
+             for group in (settled, fusing)]
+    return scatter_persons(parts, len(warm))
 
 
 def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: PersonTracker, config, stamp: float,
@@ -181,7 +199,7 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
             shape_fixed=torch.tensor([predictions[fit_index[k]].shape_settled for k in warm], dtype=torch.bool),
             shape_prior_scale=torch.tensor([1.0 / (1 + predictions[fit_index[k]].shape_frames) for k in warm]),
             anchor_pose=torch.as_tensor(np.stack([anchors[k] for k in warm]), dtype=dtype))
-        result = _fit_group(fitter, inputs, warm, config.verdict, should_stop, start)
+        result = _fit_warm(fitter, inputs, warm, start, config.verdict, should_stop)
         failed = [j for j, k in enumerate(warm) if not bool(result.valid[j])] if config.tracker.restart_on_invalid else []
         if failed:
             restarted = [warm[j] for j in failed]
@@ -219,8 +237,10 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
     tracks = []
     for k, i in enumerate(fit_index):
         track = tracker.tracks.get(ids[i])
+        warm_started = k in warm and k not in restarted
         tracks.append(PersonTrack(ids[i], track.age(stamp) if track is not None else 0.0,
-                                  warm_started=k in warm and k not in restarted, restarted=k in restarted))
+                                  warm_started=warm_started, restarted=k in restarted,
+                                  shape_held=warm_started and predictions[i].shape_settled))
     return TrackedFit(fitted_frame, inputs, merged, tracks, dropped)
 
 

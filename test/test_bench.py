@@ -167,8 +167,26 @@ def test_sequence_bench_runs_cold_and_tracked_on_the_same_frames(smpl_body, caps
     assert report["cold"]["person_frames"] == report["tracked"]["person_frames"]
     assert set(report["targets"]) >= {"speed_met", "pve_met", "accel_met", "id_switches_met"}
     assert report["settings"]["output_lag_frames"] == 1  # the tracked mode publishes through the fixed-lag output
+    assert report["settled_frames"]["frames"] == 0  # 5 frames: no track has fused its 10 shapes yet
     print_sequence_report(report)
     assert "tracked output lag 1 frame(s)" in capsys.readouterr().out
+
+
+def test_the_settled_frame_speed_compares_the_modes_on_the_frames_where_every_shape_was_held():
+    from smplify3d_core.bench.sequence import settled_frame_speed
+
+    def frame(index, seconds, persons, held):
+        return {"index": index, "seconds": seconds, "tracks": {str(p): p for p in range(persons)}, "shape_held": held}
+
+    cold = {"frames": [frame(i, 1.0 + i, 2, 0) for i in range(5)]}
+    tracked = {"frames": [frame(0, 0.9, 2, 0), frame(1, 0.6, 2, 1), frame(2, 0.2, 2, 2), frame(3, 0.4, 1, 1),
+                          frame(4, 0.1, 0, 0)]}
+    steady = settled_frame_speed(cold, tracked)
+    assert steady["frames"] == 2  # frames 2 and 3; frame 1 has a fusing shape, frame 4 nobody
+    assert steady["tracked_seconds_per_frame"] == pytest.approx(0.3, abs=1e-12)
+    assert steady["cold_seconds_per_frame"] == pytest.approx(3.5, abs=1e-12)
+    assert steady["speed_ratio"] == pytest.approx(0.3 / 3.5, abs=1e-12)
+    assert np.isnan(settled_frame_speed(cold, {"frames": tracked["frames"][:2]})["speed_ratio"])
 
 
 # ---------------------------------------------------------------------------- bench --pipeline

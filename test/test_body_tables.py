@@ -86,3 +86,18 @@ def test_user_regressor_file(tmp_path, smpl_body):
         body_tables(smpl_body.data, coco17_regressor_path=str(tmp_path / "bad.npy"))
     with pytest.raises(FileNotFoundError):
         body_tables(smpl_body.data, coco17_regressor_path=str(tmp_path / "missing.npy"))
+
+
+def test_a_coarse_subset_is_a_spread_out_part_of_the_uniform_subset(smpl_body, tables):
+    """Every prefix of farthest-point sampling is itself a uniform sample, only sparser."""
+    from scipy.spatial import cKDTree
+
+    template = smpl_body.data.v_template
+    coarse = tables.coarse_subset(500)
+    assert len(coarse) == 500 and np.all(np.diff(coarse) > 0)
+    assert set(coarse.tolist()) <= set(tables.uniform_subset.tolist())
+    spacing = {n: cKDTree(template[tables.coarse_subset(n)]).query(template)[0].max() for n in (500, 2000)}
+    assert spacing[2000] < spacing[500] < 0.1, spacing
+    np.testing.assert_array_equal(tables.coarse_subset(5000), tables.uniform_subset)
+    with pytest.raises(ValueError, match="at least one vertex"):
+        tables.coarse_subset(0)

@@ -488,3 +488,63 @@ def test_one_off_warm_up_is_booked_apart_from_the_first_fits_stages(smpl_body, q
     second = _fit(fitter, pair, pair_scene)
     assert first.stage_seconds["warm_up"] > 0 and "warm_up" not in second.stage_seconds
     assert torch.equal(first.body_pose, second.body_pose)
+
+
+# ---------------------------------------------------------------------------- warm fits (tracked persons)
+def _warm_start(fitter, persons, scene, settled):
+    """A warm start at the persons' own initial values (what a track would predict for them); ``settled``
+    per person: its track's shape is held."""
+    inputs = FitInputs.from_observations(persons, scene.frame.camera, scene.frame.T_cam_lidar, device=fitter.device,
+                                         dtype=fitter.body.v_template.dtype)
+    from smplify3d_core.fit.optimizer import WarmStart
+
+    warm = WarmStart(body_pose=inputs.init_body_pose.clone(), transl=inputs.init_transl.clone(),
+                     shape_fixed=torch.tensor(settled), shape_prior_scale=torch.full((len(persons),), 0.1))
+    return inputs, warm
+
+
+@pytest.mark.parametrize("settled, steps", [([True, True], "settled"), ([True, False], "fusing")])
+def test_a_warm_batch_runs_the_settled_schedule_only_when_every_shape_is_settled(smpl_body, pair_scene, pair,
+                                                                                 settled, steps):
+    """should_stop is asked once before ICP and once before every optimizer step, so it counts the steps."""
+    config = FitConfig.preset("humanm3")
+    config.tracking = dataclasses.replace(config.tracking, stage2_iterations=12, settled_stage2_iterations=4,
+                                          stage3_iterations=3)
+    fitter = build_fitter(smpl_body, config)
+    inputs, warm = _warm_start(fitter, pair, pair_scene, settled)
+    calls = []
+    result = fitter.fit(inputs, should_stop=lambda: calls.append(1) and False, warm=warm)
+    stage2 = {"settled": 4, "fusing": 12}[steps]
+    assert len(calls) == 1 + stage2 + 3
+    assert bool(result.valid.all())
+    # a settled person's betas are held, a fusing one's are fitted
+    assert torch.equal(result.betas[0], inputs.init_betas[0])
+    assert (steps == "fusing") == (not torch.equal(result.betas[1], inputs.init_betas[1]))
+
+
+def test_a_warm_fit_on_the_coarse_surface_is_the_same_with_whole_mesh_skinning(body64, pair_scene, pair):
+    """A warm fit reads ``tracking.surface_vertices`` of the uniform subset in stages 2 and 3; skinning
+    the whole mesh at every step and reading the same vertices gives the same fit (float64)."""
+    results = {}
+    for subset in (True, False):
+        config = FitConfig.preset("humanm3")
+        config.subset_skinning = subset
+        config.tracking = dataclasses.replace(config.tracking, surface_vertices=500, settled_stage2_iterations=6)
+        fitter = build_fitter(body64, config)
+        inputs, warm = _warm_start(fitter, pair, pair_scene, [True, True])
+        results[subset] = fitter.fit(inputs, warm=warm)
+        assert len(fitter._warm_surface(500)[0].vertices) == 500
+    for key in ("global_orient", "body_pose", "transl", "vertices", "chamfer_m2"):
+        np.testing.assert_allclose(getattr(results[True], key).numpy(), getattr(results[False], key).numpy(),
+                                   rtol=0, atol=1e-9, err_msg=key)
+
+
+def test_the_fitted_mesh_is_the_body_of_the_fitted_parameters(smpl_body, pair_scene, pair, pair_fit, quick_fitter):
+    """Stage 3 only translates the body posed before it; the output mesh is that body moved, which must
+    be the body model's mesh of the final parameters, cold and warm."""
+    inputs, warm = _warm_start(quick_fitter, pair, pair_scene, [True, True])
+    for result in (pair_fit, quick_fitter.fit(inputs, warm=warm)):
+        with torch.no_grad():
+            out = smpl_body(result.global_orient, result.body_pose, result.betas, result.transl)
+        np.testing.assert_allclose(result.vertices.numpy(), out.vertices.numpy(), rtol=0, atol=1e-5)
+        np.testing.assert_allclose(result.joints.numpy(), out.joints.numpy(), rtol=0, atol=1e-5)

@@ -14,7 +14,8 @@ from smplify3d_core.pipeline import FrameProcessor, FrameStatus
 from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import PersonPlacement, simulate_scene
-from smplify3d_core.tracked_fit import RESTART_FLAG, publish_smoothed
+from smplify3d_core.fit.optimizer import WarmStart
+from smplify3d_core.tracked_fit import RESTART_FLAG, _fit_warm, publish_smoothed
 
 # a small sensor: 640x360 image, fewer beams (fast to simulate and fit)
 PRESET = get_preset("humanm3").with_changes(name="small", image_width=640, image_height=360, focal_px=470.0,
@@ -40,7 +41,7 @@ def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(
     config = PipelineConfig()
     config.tracker.shape_frames = 5
     processor = FrameProcessor(config, fitter)
-    pelvis, warm, errors, betas = [], [], [], []
+    pelvis, warm, errors, betas, held = [], [], [], [], []
     for f in range(7):
         frame = _frame(smpl_body, [_standing()], f)
         outcome = processor.process_observed(frame, stamp=f / 10)
@@ -49,10 +50,12 @@ def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(
         pelvis.append(result.joints[0, 0].double().numpy())
         betas.append(result.betas[0].double().numpy())
         warm.append(outcome.tracks[0].warm_started)
+        held.append(outcome.tracks[0].shape_held)
         truth = frame.truth["0"]
         errors.append(float(np.linalg.norm(result.joints[0, 0].double().numpy() - truth.joints[0])))
         assert outcome.track_ids == [0] and bool(result.valid[0])
     assert warm == [False] + [True] * 6
+    assert held == [False] * 5 + [True] * 2  # after 5 fused fits the shape is held (the short schedule)
     assert outcome.tracks[0].age_s == pytest.approx(0.6, abs=1e-9)
     # warm fits stay put: the pelvis moves less between warm frames than the per-frame noise of a cold fit would
     steps = np.linalg.norm(np.diff(np.array(pelvis[1:]), axis=0), axis=1)
@@ -157,3 +160,21 @@ def test_groups_of_persons_split_and_merge_back_in_order(smpl_body, fitter):
     assert merged.flags == whole.flags
     with pytest.raises(ValueError, match="each of 0..2 once"):
         scatter_persons(parts[:1], 3)
+
+
+def test_settled_and_fusing_tracks_are_fitted_apart_each_with_its_schedule(smpl_body, fitter):
+    """A warm batch mixing settled and fusing shapes is fitted as two batches, so the settled persons run
+    the short schedule: each person gets the fit it gets alone."""
+    frame = _frame(smpl_body, [_standing(-1.2), _standing(1.2, 6.0)], 0)
+    inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar)
+    start = WarmStart(body_pose=inputs.init_body_pose.clone(), transl=inputs.init_transl.clone(),
+                      shape_fixed=torch.tensor([False, True]), shape_prior_scale=torch.tensor([0.5, 0.1]))
+    verdict = PipelineConfig().verdict
+    both = _fit_warm(fitter, inputs, [0, 1], start, verdict, None)
+    schedule = fitter.config.tracking
+    assert schedule.settled_stage2_iterations < schedule.stage2_iterations
+    for k in (0, 1):
+        alone = _fit_warm(fitter, inputs, [k], select_persons(start, [k]), verdict, None)
+        for name in ("betas", "body_pose", "transl", "vertices", "valid"):
+            torch.testing.assert_close(getattr(both, name)[k], getattr(alone, name)[0], rtol=0, atol=1e-6)
+    assert not torch.equal(both.betas[0], inputs.init_betas[0]) and torch.equal(both.betas[1], inputs.init_betas[1])

@@ -71,13 +71,23 @@ class BodyTables:
     """Per-model tables.
 
     coco17_regressor: (17, V) rows summing to 1; humanm3_regressor: (15, V);
-    vertex_part: (V,) index into :data:`BODY_PARTS`; uniform_subset: (M,) sorted vertex ids.
+    vertex_part: (V,) index into :data:`BODY_PARTS`; uniform_subset: (M,) sorted vertex ids;
+    uniform_order: (M,) the same ids in the order farthest-point sampling picked them, so that every
+    prefix is itself a uniform subset (:meth:`coarse_subset`).
     """
 
     coco17_regressor: np.ndarray
     humanm3_regressor: np.ndarray
     vertex_part: np.ndarray
     uniform_subset: np.ndarray
+    uniform_order: np.ndarray
+
+    def coarse_subset(self, count: int) -> np.ndarray:
+        """(min(count, M),) sorted vertex ids: the first ``count`` farthest-point samples, a uniform subset
+        of :attr:`uniform_subset` with wider spacing."""
+        if count < 1:
+            raise ValueError(f"a coarse vertex subset needs at least one vertex, got {count}")
+        return np.sort(self.uniform_order[:count])
 
     def part_vertices(self, part: str) -> np.ndarray:
         """Vertex ids of the named body part."""
@@ -107,8 +117,9 @@ def segment_vertices(weights: np.ndarray) -> np.ndarray:
     return lookup[joint_of_vertex]
 
 
-def farthest_point_subset(points: np.ndarray, count: int) -> np.ndarray:
-    """Greedy farthest-point sampling of ``count`` ids from (N, 3) points, sorted.
+def farthest_point_order(points: np.ndarray, count: int) -> np.ndarray:
+    """Greedy farthest-point sampling of ``count`` ids from (N, 3) points, in the order they were picked
+    (each prefix is a farthest-point subset of its own size).
 
     Starts from the point farthest from the centroid, so the result is deterministic.
     """
@@ -119,7 +130,12 @@ def farthest_point_subset(points: np.ndarray, count: int) -> np.ndarray:
     for i in range(1, count):
         chosen[i] = int(np.argmax(nearest))
         np.minimum(nearest, np.linalg.norm(points - points[chosen[i]], axis=1), out=nearest)
-    return np.sort(chosen)
+    return chosen
+
+
+def farthest_point_subset(points: np.ndarray, count: int) -> np.ndarray:
+    """The ids of :func:`farthest_point_order`, sorted."""
+    return np.sort(farthest_point_order(points, count))
 
 
 def load_regressor(path, rows: int, num_vertices: int) -> np.ndarray:
@@ -152,6 +168,7 @@ def body_tables(
     """Tables for ``data``, computed on first use and cached per model and options."""
     key = (_model_digest(data), coco17_regressor_path, humanm3_regressor_path, uniform_subset_size)
     if key not in _CACHE:
+        order = farthest_point_order(data.v_template, uniform_subset_size)
         coco = (
             load_regressor(coco17_regressor_path, 17, data.num_vertices)
             if coco17_regressor_path else coco17_regressor(data)
@@ -164,6 +181,7 @@ def body_tables(
             coco17_regressor=coco,
             humanm3_regressor=humanm3,
             vertex_part=segment_vertices(data.weights),
-            uniform_subset=farthest_point_subset(data.v_template, uniform_subset_size),
+            uniform_subset=np.sort(order),
+            uniform_order=order,
         )
     return _CACHE[key]

@@ -59,7 +59,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
     Returns seconds_per_frame, pve_mm, mpjpe_mm, pa_mpjpe_mm, root_error_mm, accel_error_mm, id_switches, persons
     (true persons fitted at least once), person_frames, warm_started_fraction,
     shape_height_error_mm (true person -> mm) and frames (per frame: index, seconds, true person ->
-    track id, warm-started count).
+    track id, warm-started count, count of warm fits that held their track's settled shape).
     """
     scores: Dict[str, List[float]] = {"pve_mm": [], "mpjpe_mm": [], "pa_mpjpe_mm": []}
     predicted: Dict[str, Dict[int, np.ndarray]] = {}
@@ -71,7 +71,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
     def score_published(outcome, item: StreamFrame) -> None:
         known = item.frame.truth or {}
         assigned: Dict[str, int] = {}
-        warm = 0
+        warm = held = 0
         if outcome.fit is not None:
             result = outcome.fit.result
             for k, person in enumerate(outcome.fit.frame.persons):
@@ -80,6 +80,7 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                     continue
                 assigned[person.tracking_id] = outcome.tracks[k].track_id
                 warm += int(outcome.tracks[k].warm_started)
+                held += int(outcome.tracks[k].shape_held)
                 score = score_against_truth(result.vertices[k:k + 1].double().numpy(),
                                             result.joints[k:k + 1].double().numpy(), true.vertices[None],
                                             true.joints[None])
@@ -89,7 +90,8 @@ def evaluate_stream(processor, frames: Iterable[StreamFrame], body, progress: bo
                     transform_points(item.T_world_cam, result.joints[k].double().numpy()) * 1000.0
                 truth.setdefault(person.tracking_id, {})[item.index] = transform_points(item.T_world_cam, true.joints) * 1000.0
         assignments.append(assigned)
-        records.append({"index": item.index, "seconds": seconds_of[item.index], "tracks": assigned, "warm_started": warm})
+        records.append({"index": item.index, "seconds": seconds_of[item.index], "tracks": assigned, "warm_started": warm,
+                        "shape_held": held})
 
     seconds_of: Dict[int, float] = {}  # frame index -> wall time of its frame path
     for item in tqdm(frames, desc=desc, unit="frame", file=sys.stderr, disable=not progress, leave=False,

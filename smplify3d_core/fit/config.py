@@ -75,6 +75,8 @@ class TrackingFitConfig:
     icp_residual_m: float = 0.05
     icp_iterations: int = 30
     stage2_iterations: int = 30
+    settled_stage2_iterations: int = 10
+    surface_vertices: int = 1000
     stage3_iterations: int = 5
     learning_rate: float = 0.015
     temporal_pose_weight: float = 30.0

@@ -14,15 +14,22 @@ of posed vertices) come from the bones' transforms through the regressor's per-b
 (:meth:`~smplify3d_core.body.model.SMPLBody.skinned_regressor`); the whole mesh is posed for ICP,
 for the visible-surface test when it needs normals (every ``visible_surface_refresh_steps`` stage-2
 steps) and once for the output. Skinning is per vertex,
-so the result is that of skinning the whole mesh at every step.
+so the result is that of skinning the whole mesh at every step. Stage 3 only translates the body posed
+before it, so the output mesh is that body moved (no further body pass).
 
 A person whose loss turns non-finite keeps its last finite parameters and is flagged
 ``non_finite_loss``; the others go on unaffected.
 
 A *warm* fit (a tracked person whose initial values are its track's prediction) runs the reduced
 schedule of the preset's ``tracking`` section instead: ICP only for persons whose points lie more
-than ``icp_residual_m`` from the predicted surface, no stage 1, fewer stage-2 and stage-3 steps,
-and temporal terms that keep the pose and the translation near the prediction:
+than ``icp_residual_m`` from the predicted surface, no stage 1, fewer stage-2 steps
+(``settled_stage2_iterations`` when every person of the batch has a settled track shape — its betas
+are held, so the steps only refine a pose that starts near the answer — else ``stage2_iterations``)
+and stage-3 steps, a coarser surface for the chamfer terms (the first ``surface_vertices`` farthest-point samples of the
+uniform subset, :meth:`~smplify3d_core.body.tables.BodyTables.coarse_subset`: a warm fit starts near
+the answer, so a sparser but still even sample of the surface steers it as well, at a fraction of the
+skinning and neighbour-search cost), and temporal terms that keep the pose and the translation near
+the prediction:
 ``temporal_pose_weight² · Σ (θ − θ_pred)²`` (rad²) in stage 2 and
 ``temporal_transl_weight² · ‖t − t_pred‖²`` (m²) in stage 3. Persons whose track shape is settled
 keep their betas fixed.
@@ -33,9 +40,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Optional
 
+import numpy as np
 import torch
 
-from smplify3d_core.body.model import SMPLBody, VertexSubset
+from smplify3d_core.body.model import BodyOutput, SMPLBody, VertexSubset
 from smplify3d_core.body.priors import MaxMixturePosePrior, angle_prior, shape_prior
 from smplify3d_core.body.tables import body_tables
 from smplify3d_core.fit.config import FitConfig
@@ -133,8 +141,9 @@ class SMPLify3D:
         self.coco_skinned = self.body.skinned_regressor(tables.coco17_regressor)
         self.surface = VisibleSurface(tables, body.faces, device=self.device)
         # what the optimizer steps skin: stage 1 no vertex, stage 2 the surface subset (in its own order)
+        self.tables = tables
         subset_ids = self.surface.subset.cpu().numpy()
-        self.whole_mesh = _SkinnedVertices(None, self.surface.subset)
+        self._coarse: dict = {}  # vertex count -> (what a warm stage-2 step skins, its columns of the surface mask)
         self.stage1_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids[:0]), None)
         self.stage2_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids), slice(None))
         self.warm_up_seconds: Optional[float] = None  # set by the first fit (see :meth:`warm_up`)
@@ -171,13 +180,26 @@ class SMPLify3D:
         """(B, 17, 3) COCO joints of the posed whole mesh ``vertices`` (B, 6890, 3)."""
         return torch.einsum("jv,bvc->bjc", self.coco_regressor, vertices)
 
+    def _warm_surface(self, count: int):
+        """What a warm stage-2 step skins when it reads ``count`` surface vertices, and where they lie among the
+        uniform subset's columns of the visible-surface mask ((count,) index, or ``slice(None)`` for all)."""
+        total = len(self.surface.subset)
+        if count <= 0 or count >= total:
+            return self.stage2_vertices, slice(None)
+        if count not in self._coarse:
+            ids = self.tables.coarse_subset(count)
+            columns = torch.as_tensor(np.searchsorted(self.surface.subset.cpu().numpy(), ids), device=self.device)
+            self._coarse[count] = (_SkinnedVertices(self.body.vertex_subset(ids), slice(None)), columns)
+        return self._coarse[count]
+
     def _posed(self, params: dict, skinned: "_SkinnedVertices"):
         """One body pass over ``skinned``'s vertices (the whole mesh when ``subset_skinning`` is off).
 
         Returns (COCO joints (B, 17, 3), the uniform surface subset (B, M, 3) or None when ``skinned``
         does not cover it), metres, camera frame."""
-        if not self.config.subset_skinning:
-            skinned = self.whole_mesh
+        if not self.config.subset_skinning and skinned.vertices is not None:  # the whole mesh, read at the same ids
+            ids = skinned.vertices.vertex_ids
+            skinned = _SkinnedVertices(None, None if skinned.surface_index is None else ids[skinned.surface_index])
         if skinned.vertices is None:
             out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
             coco = self._coco_joints(out.vertices)
@@ -394,11 +416,14 @@ class SMPLify3D:
         # else recomputed every ``visible_surface_refresh_steps`` passes
         stage2_mask = {"calls": 0, "mask": None}
 
+        stage2_vertices, mask_columns = (self._warm_surface(schedule.surface_vertices) if warm is not None
+                                         else (self.stage2_vertices, slice(None)))
+
         def stage2_loss(p):
-            coco, surface = self._posed(p, self.stage2_vertices)
+            coco, surface = self._posed(p, stage2_vertices)
             refresh = max(1, int(cfg.visible_surface_refresh_steps))
             if stage2_mask["mask"] is None or (cfg.dot_product_threshold > -1.0 and stage2_mask["calls"] % refresh == 0):
-                stage2_mask["mask"] = self._surface_mask(p, lidar_parts, inputs)
+                stage2_mask["mask"] = self._surface_mask(p, lidar_parts, inputs)[:, mask_columns]
             stage2_mask["calls"] += 1
             s2 = cfg.stage2
             loss = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, s2.sigma_px, True)
@@ -420,8 +445,13 @@ class SMPLify3D:
                         active, flags, stage_losses, should_stop)
         timings["stage1"] = time.perf_counter() - start
         start = time.perf_counter()
-        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"),
-                        schedule.stage2_iterations if warm is not None else cfg.stage2.iterations, stage2_loss,
+        if warm is None:
+            stage2_iterations = cfg.stage2.iterations
+        elif bool(frozen["betas"].all()):
+            stage2_iterations = schedule.settled_stage2_iterations
+        else:
+            stage2_iterations = schedule.stage2_iterations
+        self._run_stage("stage2", params, ("body_pose", "betas", "global_orient"), stage2_iterations, stage2_loss,
                         active, flags, stage_losses, should_stop, learning_rate, frozen)
         timings["stage2"] = time.perf_counter() - start
 
@@ -429,10 +459,13 @@ class SMPLify3D:
         start = time.perf_counter()
         with torch.no_grad():
             posed = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
-            base_surface = posed.vertices[:, self.surface.subset] - params["transl"][:, None]
+            stage3_transl = params["transl"].clone()
+            # a warm fit reads the same (coarser) surface as its stage 2
+            base_surface = posed.vertices[:, self.surface.subset[mask_columns]] - params["transl"][:, None]
             base_coco = self._coco_joints(posed.vertices) - params["transl"][:, None]
             # a pure translation hardly changes which vertices face the sensor: one mask for the stage
-            stage3_mask = self._surface_mask(params, lidar_parts, inputs, posed.vertices) if cfg.use_lidar else None
+            stage3_mask = (self._surface_mask(params, lidar_parts, inputs, posed.vertices)[:, mask_columns]
+                           if cfg.use_lidar else None)
             # the surface only translates: the points' nearest vertices come from one index over it
             surface_index = self._nearest_index(base_surface, stage3_mask & use_3d[:, None]) if cfg.use_lidar else None
 
@@ -452,9 +485,10 @@ class SMPLify3D:
                         stage3_loss, active, flags, stage_losses, should_stop, learning_rate)
         timings["stage3"] = time.perf_counter() - start
 
-        with torch.no_grad():
-            out = self.body(params["global_orient"], params["body_pose"], params["betas"], params["transl"])
-            coco = self._coco_joints(out.vertices)
+        with torch.no_grad():  # stage 3 only translated the body posed before it
+            shift = (params["transl"] - stage3_transl)[:, None]
+            out = BodyOutput(vertices=posed.vertices + shift, joints=posed.joints + shift)
+            coco = base_coco + params["transl"][:, None]
             reprojection_px = mean_reprojection_error(coco, inputs.keypoints,
                                                       visibility.image_keypoints & (inputs.confidence > 0), inputs.K)
             chamfer = (self._chamfer(out.vertices[:, self.surface.subset],
