@@ -116,3 +116,37 @@ def test_params_file_written_by_launch_ros_is_read(tmp_path):
                               default_flow_style=False))
     assert "!!python/tuple" in path.read_text()
     assert unknown_parameter_names(["node", "--ros-args", "--params-file", str(path)]) == ["max_personz"]
+
+
+def _fit_keys(cls, prefix: str = "") -> set:
+    import dataclasses
+
+    keys = set()
+    for item in dataclasses.fields(cls):
+        default = item.default_factory() if item.default_factory is not dataclasses.MISSING else None
+        keys |= _fit_keys(type(default), f"{prefix}{item.name}.") if dataclasses.is_dataclass(default) \
+            else {prefix + item.name}
+    return keys
+
+
+@pytest.mark.parametrize("preset", ["demo", "humanm3", "sloper4d", "facing"])
+def test_every_fit_preset_spells_out_every_fit_key(preset):
+    """The presets are the fit's documentation: each lists (and comments) every key FitConfig has."""
+    from smplify3d_core.fit.config import FitConfig
+
+    data = yaml.safe_load((config_dir() / f"{preset}.yaml").read_text())
+    assert set(_flat(data)) == _fit_keys(FitConfig)
+    FitConfig.preset(preset)
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"stage2": {"iterationz": 3}}, "unknown keys ['iterationz'] under 'stage2'"),
+    ({"visible_surface_refresh_steps": 0}, "visible_surface_refresh_steps must be at least 1"),
+    ({"tracking": {"surface_vertices": 0}}, "tracking.surface_vertices must be at least 1"),
+    ({"nearest_neighbours": "octree"}, "nearest_neighbours must be auto, kdtree or brute"),
+])
+def test_bad_fit_settings_name_the_key(data, needle):
+    from smplify3d_core.fit.config import FitConfig
+
+    with pytest.raises(ValueError, match=needle.replace("[", r"\[").replace("]", r"\]")):
+        FitConfig.from_dict(data, source="test.yaml")

@@ -123,6 +123,9 @@ class FitConfig:
         if int(config.visible_surface_refresh_steps) < 1:
             raise ValueError(f"{source}: visible_surface_refresh_steps must be at least 1, got "
                              f"{config.visible_surface_refresh_steps!r}")
+        if int(config.tracking.surface_vertices) < 1:
+            raise ValueError(f"{source}: tracking.surface_vertices must be at least 1 (2000 or more: the whole uniform "
+                             f"subset), got {config.tracking.surface_vertices!r}")
         if config.nearest_neighbours not in ("auto", "kdtree", "brute"):
             raise ValueError(f"{source}: nearest_neighbours must be auto, kdtree or brute, got {config.nearest_neighbours!r}")
         return config

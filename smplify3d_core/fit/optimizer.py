@@ -183,8 +183,7 @@ class SMPLify3D:
     def _warm_surface(self, count: int):
         """What a warm stage-2 step skins when it reads ``count`` surface vertices, and where they lie among the
         uniform subset's columns of the visible-surface mask ((count,) index, or ``slice(None)`` for all)."""
-        total = len(self.surface.subset)
-        if count <= 0 or count >= total:
+        if count >= len(self.surface.subset):
             return self.stage2_vertices, slice(None)
         if count not in self._coarse:
             ids = self.tables.coarse_subset(count)
