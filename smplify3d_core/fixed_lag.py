@@ -41,6 +41,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from smplify3d_core.geometry.transforms import transform_points
+from smplify3d_core.types import FrameStatus
 
 __all__ = ["FixedLagOutput", "TrackBody", "average_rotations"]
 
@@ -111,8 +112,6 @@ class FixedLagOutput:
         the caller needs to publish it) and return the (outcome, payload) pairs now final, in order:
         with no lag the frame itself; else the held frame (averaged using this one), or nothing for
         the first frame. A skipped outcome is returned at once and leaves the held frame waiting."""
-        from smplify3d_core.pipeline import FrameStatus
-
         if self.lag_frames == 0 or outcome.status is FrameStatus.SKIPPED:
             return [(outcome, payload)]
         bodies = self._track_bodies(outcome)

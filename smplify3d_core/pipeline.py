@@ -12,7 +12,6 @@ the simulator) can go straight to :func:`fit_frame`.
 """
 from __future__ import annotations
 
-import enum
 import time
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
@@ -28,7 +27,7 @@ from smplify3d_core.observe import ObservedFrame, SensorFrame, complete_inits, o
 from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.tracked_fit import PersonTrack, fit_tracked_frame, judge_fit
 from smplify3d_core.tracking import PersonTracker
-from smplify3d_core.types import FrameObservation
+from smplify3d_core.types import FrameObservation, FrameStatus  # noqa: F401  (FrameStatus: part of this module's API)
 
 
 @dataclass
@@ -53,14 +52,6 @@ def fit_frame(frame: FrameObservation, fitter: SMPLify3D, verdict: Optional[Verd
     result = fitter.fit(inputs, should_stop=should_stop)
     judge_fit(fitter, inputs, result, verdict or VerdictConfig())
     return FrameFit(frame, inputs, result)
-
-
-class FrameStatus(enum.Enum):
-    """What became of a frame: nobody to fit, not usable (with a reason), or fitted."""
-
-    EMPTY = "empty"
-    SKIPPED = "skipped"
-    FITTED = "fitted"
 
 
 @dataclass

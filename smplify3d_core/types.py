@@ -7,6 +7,7 @@ unless the field name says otherwise (``*_lidar``).
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Optional
 
@@ -202,3 +203,11 @@ class FrameObservation:
         rotation = self.T_cam_lidar[:3, :3]
         if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-5) or not np.allclose(self.T_cam_lidar[3], [0, 0, 0, 1]):
             raise ValueError("T_cam_lidar must be a rigid 4x4 transform (orthonormal rotation, last row [0, 0, 0, 1])")
+
+
+class FrameStatus(enum.Enum):
+    """What became of a frame: nobody to fit, not usable (with a reason), or fitted."""
+
+    EMPTY = "empty"
+    SKIPPED = "skipped"
+    FITTED = "fitted"

@@ -167,6 +167,7 @@ def test_sequence_bench_runs_cold_and_tracked_on_the_same_frames(smpl_body, caps
     assert report["cold"]["person_frames"] == report["tracked"]["person_frames"]
     assert set(report["targets"]) >= {"speed_met", "pve_met", "accel_met", "id_switches_met"}
     assert report["settings"]["output_lag_frames"] == 1  # the tracked mode publishes through the fixed-lag output
+    assert report["tracked"]["output_lag_frames"] == 1 and report["cold"]["output_lag_frames"] == 0
     assert report["settled_frames"]["frames"] == 0  # 5 frames: no track has fused its 10 shapes yet
     print_sequence_report(report)
     assert "tracked output lag 1 frame(s)" in capsys.readouterr().out

@@ -25,6 +25,7 @@ once the shapes are fused (the first ``tracker.shape_frames`` fits of a track al
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 
@@ -43,8 +44,9 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
              pipeline_config: PipelineConfig = None) -> dict:
     """Fit ``frames`` (a list of :class:`~smplify3d_core.sim.sequence.SequenceFrame`) in order with one
     frame processor (after one warm-up frame outside the timing); the mode's metrics
-    (:func:`smplify3d_core.eval.stream.evaluate_stream`)."""
-    config = PipelineConfig() if pipeline_config is None else pipeline_config
+    (:func:`smplify3d_core.eval.stream.evaluate_stream`), and the mode's ``output_lag_frames``.
+    ``pipeline_config`` is copied, not changed."""
+    config = PipelineConfig() if pipeline_config is None else copy.deepcopy(pipeline_config)
     config.tracker.warm_start = bool(warm_start)
     config.tracker.smooth_output = bool(warm_start)  # cold is the per-frame method: raw fits
     if not warm_start:
@@ -53,8 +55,9 @@ def run_mode(body, fit_config, frames, warm_start: bool, device, seed: int, prog
     FrameProcessor(config, fitter).process_observed(frames[0].scene.frame, frames[0].stamp, frames[0].T_odom_cam)
     processor = FrameProcessor(config, fitter)  # the warm-up's tracks are thrown away with its processor
     stream = (StreamFrame(f.index, f.stamp, f.T_odom_cam, f.scene.frame) for f in frames)
-    return evaluate_stream(processor, stream, body, progress=progress, desc="tracked" if warm_start else "cold",
-                           total=len(frames))
+    metrics = evaluate_stream(processor, stream, body, progress=progress, desc="tracked" if warm_start else "cold",
+                              total=len(frames))
+    return {**metrics, "output_lag_frames": config.tracker.output_lag_frames}
 
 
 def settled_frame_speed(cold: dict, tracked: dict) -> dict:
@@ -83,9 +86,9 @@ def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, 
                            "preset": str(getattr(settings.preset, "name", settings.preset)), "seed": settings.seed,
                            "moving_robot": settings.moving_robot, "crossings": settings.crossings,
                            "simulation_s": simulated}}
-    report["settings"]["output_lag_frames"] = PipelineConfig().tracker.output_lag_frames  # of the tracked mode
     for mode in MODES:
         report[mode] = run_mode(body, fit_config, frames, mode == "tracked", device, seed, progress)
+    report["settings"]["output_lag_frames"] = report["tracked"]["output_lag_frames"]
     cold, tracked = report["cold"], report["tracked"]
     report["settled_frames"] = settled_frame_speed(cold, tracked)
     report["targets"] = {
