@@ -275,3 +275,31 @@ def test_the_search_threads_leave_the_answers_unchanged():
         answers.append(BatchedKDTree(points, mask).query_candidates(query, torch.ones(4, 3000, dtype=torch.bool), 4))
     for first, second in zip(*answers):
         assert torch.equal(first, second)
+
+
+def test_visible_surface_normals_are_the_area_weighted_normals_of_the_whole_mesh(smpl_body):
+    """The subset's normals come from the faces around it only; they are the whole mesh's area-weighted
+    vertex normals at the subset (numpy reference), and the sensor-facing test follows them."""
+    from smplify3d_core.body.tables import body_tables
+    from smplify3d_core.fit.visibility import VisibleSurface
+
+    surface = VisibleSurface(body_tables(smpl_body.data), smpl_body.faces)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        vertices = smpl_body(body_pose=0.4 * torch.randn(2, 69, generator=generator),
+                             betas=torch.randn(2, 10, generator=generator)).vertices
+    faces = np.asarray(smpl_body.faces)
+    for b in range(2):
+        mesh = vertices[b].double().numpy()
+        cross = np.cross(mesh[faces[:, 1]] - mesh[faces[:, 0]], mesh[faces[:, 2]] - mesh[faces[:, 0]])
+        summed = np.zeros_like(mesh)
+        for corner in range(3):
+            np.add.at(summed, faces[:, corner], cross)
+        expected = (summed / np.linalg.norm(summed, axis=1, keepdims=True))[surface.subset.numpy()]
+        np.testing.assert_allclose(surface.subset_normals(vertices)[b].double().numpy(), expected, rtol=0, atol=1e-5)
+    everything = torch.ones(2, len(BODY_PARTS), dtype=torch.bool)
+    far_front = torch.tensor([[0.0, 0.0, 100.0]]).expand(2, 3)  # the sensor far along +z
+    facing = surface.mask(vertices, everything, far_front, 0.0)
+    normals_z = surface.subset_normals(vertices)[..., 2]
+    clear = normals_z.abs() > 0.05  # the sensor is 100 m away: its direction is +z within 0.02 rad
+    assert torch.equal(facing[clear], (normals_z > 0)[clear])

@@ -90,6 +90,26 @@ class VisibleSurface:
         self.subset = torch.as_tensor(tables.uniform_subset, dtype=torch.long, device=device)
         self.subset_part = torch.as_tensor(tables.vertex_part[tables.uniform_subset], dtype=torch.long, device=device)
         self.faces = torch.as_tensor(faces, dtype=torch.long, device=device)
+        # the normals of the subset only need the faces around it: (face, corner) pairs whose corner is a
+        # subset vertex, as rows of those faces and the vertex's place in the subset
+        faces = np.asarray(faces, dtype=np.int64)
+        place = np.full(int(faces.max()) + 1, -1, dtype=np.int64)
+        place[tables.uniform_subset] = np.arange(len(tables.uniform_subset))
+        face_rows, corners = np.nonzero(place[faces] >= 0)
+        touching, pair_face = np.unique(face_rows, return_inverse=True)
+        self._touching_faces = torch.as_tensor(faces[touching], dtype=torch.long, device=device)  # (F', 3)
+        self._pair_face = torch.as_tensor(pair_face, dtype=torch.long, device=device)  # (P,) row of _touching_faces
+        self._pair_place = torch.as_tensor(place[faces[face_rows, corners]], dtype=torch.long, device=device)  # (P,)
+
+    def subset_normals(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(B, M, 3) the area-weighted unit normals of the subset's vertices of the mesh ``vertices`` (B, V, 3):
+        :func:`vertex_normals` at ``subset``, from the faces around the subset only."""
+        faces = self._touching_faces
+        v0, v1, v2 = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
+        face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)
+        normals = vertices.new_zeros(vertices.shape[0], len(self.subset), 3)
+        normals.index_add_(1, self._pair_place, face_normals[:, self._pair_face])
+        return torch.nn.functional.normalize(normals, dim=-1)
 
     @torch.no_grad()
     def mask(self, vertices: torch.Tensor, lidar_parts: torch.Tensor, sensor_origin: torch.Tensor,
@@ -97,6 +117,6 @@ class VisibleSurface:
         in_part = torch.gather(lidar_parts, 1, self.subset_part[None].expand(lidar_parts.shape[0], -1))
         if dot_threshold <= -1.0:
             return in_part
-        normals = vertex_normals(vertices, self.faces)[:, self.subset]
+        normals = self.subset_normals(vertices)
         to_sensor = torch.nn.functional.normalize(sensor_origin.reshape(-1, 1, 3) - vertices[:, self.subset], dim=-1)
         return in_part & ((normals * to_sensor).sum(-1) > dot_threshold)
