@@ -535,8 +535,8 @@ def test_a_warm_fit_on_the_coarse_surface_is_the_same_with_whole_mesh_skinning(b
         results[subset] = fitter.fit(inputs, warm=warm)
         assert len(fitter._warm_surface(500)[0].vertices) == 500
     for key in ("global_orient", "body_pose", "transl", "vertices", "chamfer_m2"):
-        np.testing.assert_allclose(getattr(results[True], key).numpy(), getattr(results[False], key).numpy(),
-                                   rtol=0, atol=1e-9, err_msg=key)
+        ours, reference = getattr(results[True], key).numpy(), getattr(results[False], key).numpy()
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-9, err_msg=key)
 
 
 def test_the_fitted_mesh_is_the_body_of_the_fitted_parameters(smpl_body, pair_scene, pair, pair_fit, quick_fitter):

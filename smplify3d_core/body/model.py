@@ -112,6 +112,13 @@ def kinematic_levels(parents: Tuple[int, ...]) -> Tuple[Tuple[Tuple[int, ...], T
     return tuple(levels)
 
 
+@lru_cache(maxsize=None)
+def _joint_slots(parents: Tuple[int, ...]) -> Tuple[int, ...]:
+    """Each joint's place in the level-by-level concatenation of :func:`kinematic_levels` (root first)."""
+    order = [0] + [j for joints, _ in kinematic_levels(parents) for j in joints]
+    return tuple(order.index(j) for j in range(len(parents)))
+
+
 def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, parents: Sequence[int]):
     """World rotations (B, J, 3, 3) and positions (B, J, 3) of the joints.
 
@@ -123,16 +130,14 @@ def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, paren
     relative = joints_rest.clone()
     relative[:, 1:] -= joints_rest[:, list(parents[1:])]
     world_rot, world_pos = rotations[:, :1], joints_rest[:, :1]  # root first, then level by level
-    order = [0]
     for joints, parent_slots in kinematic_levels(parents):
         parent_rot, parent_pos = world_rot[:, parent_slots], world_pos[:, parent_slots]
         level_rot = parent_rot @ rotations[:, joints]
         level_pos = parent_pos + (parent_rot @ relative[:, joints, :, None])[..., 0]
         world_rot = torch.cat([world_rot, level_rot], dim=1)
         world_pos = torch.cat([world_pos, level_pos], dim=1)
-        order += joints
-    back = [order.index(j) for j in range(len(parents))]  # joint id -> its slot
-    return world_rot[:, back], world_pos[:, back]
+    slots = list(_joint_slots(parents))  # joint id -> its place in the concatenation
+    return world_rot[:, slots], world_pos[:, slots]
 
 
 def pose_feature(rotations: torch.Tensor) -> torch.Tensor:

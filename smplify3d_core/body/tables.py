@@ -133,11 +133,6 @@ def farthest_point_order(points: np.ndarray, count: int) -> np.ndarray:
     return chosen
 
 
-def farthest_point_subset(points: np.ndarray, count: int) -> np.ndarray:
-    """The ids of :func:`farthest_point_order`, sorted."""
-    return np.sort(farthest_point_order(points, count))
-
-
 def load_regressor(path, rows: int, num_vertices: int) -> np.ndarray:
     """Read a user-given ``.npy`` regressor and check it is (rows, V)."""
     path = Path(path)

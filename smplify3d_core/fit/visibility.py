@@ -69,16 +69,6 @@ def occluded_joint_weights(image_parts: torch.Tensor) -> torch.Tensor:
     return weights
 
 
-def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals. vertices: (B, V, 3); faces: (F, 3) long. Returns (B, V, 3)."""
-    v0, v1, v2 = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
-    face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)
-    normals = torch.zeros_like(vertices)
-    for corner in range(3):
-        normals.index_add_(1, faces[:, corner], face_normals)
-    return torch.nn.functional.normalize(normals, dim=-1)
-
-
 class VisibleSurface:
     """Computes the visible-surface mask over the uniform vertex subset.
 
@@ -89,7 +79,6 @@ class VisibleSurface:
     def __init__(self, tables: BodyTables, faces: np.ndarray, device="cpu") -> None:
         self.subset = torch.as_tensor(tables.uniform_subset, dtype=torch.long, device=device)
         self.subset_part = torch.as_tensor(tables.vertex_part[tables.uniform_subset], dtype=torch.long, device=device)
-        self.faces = torch.as_tensor(faces, dtype=torch.long, device=device)
         # the normals of the subset only need the faces around it: (face, corner) pairs whose corner is a
         # subset vertex, as rows of those faces and the vertex's place in the subset
         faces = np.asarray(faces, dtype=np.int64)
@@ -102,8 +91,9 @@ class VisibleSurface:
         self._pair_place = torch.as_tensor(place[faces[face_rows, corners]], dtype=torch.long, device=device)  # (P,)
 
     def subset_normals(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(B, M, 3) the area-weighted unit normals of the subset's vertices of the mesh ``vertices`` (B, V, 3):
-        :func:`vertex_normals` at ``subset``, from the faces around the subset only."""
+        """(B, M, 3) the area-weighted unit normals (the sum of the adjacent faces' edge cross products,
+        normalised) of the subset's vertices of the mesh ``vertices`` (B, V, 3), from the faces around the
+        subset only."""
         faces = self._touching_faces
         v0, v1, v2 = vertices[:, faces[:, 0]], vertices[:, faces[:, 1]], vertices[:, faces[:, 2]]
         face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)
