@@ -323,6 +323,31 @@ def test_decode_recovers_subpixel_peaks():
     assert np.isfinite(decode_heatmaps(flat, centers[:1], scales[:1])).all()
 
 
+def test_decode_many_persons_at_once_like_one_at_a_time():
+    """40 persons (680 maps: more channels than one OpenCV filter call takes) decode as each alone."""
+    rng = np.random.default_rng(5)
+    n = 40
+    points = np.stack([rng.uniform(7, 40, (n, 17)), rng.uniform(7, 56, (n, 17))], axis=-1)
+    heatmaps = _gaussian_maps(points) * rng.uniform(0.3, 1.0, (n, 17, 1, 1)).astype(np.float32)
+    centers, scales = box_center_scale(np.column_stack([rng.uniform(0, 500, (n, 2)), rng.uniform(60, 300, (n, 2))]))
+    together = decode_heatmaps(heatmaps, centers, scales)
+    alone = np.concatenate([decode_heatmaps(heatmaps[i:i + 1], centers[i:i + 1], scales[i:i + 1]) for i in range(n)])
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(together, _reference_decode(heatmaps, centers, scales), atol=2e-3)
+
+
+def test_dark_blur_is_opencvs_gaussian_on_a_zero_border():
+    from smplify3d_core.perception.pose2d import _blur_like_dark
+
+    rng = np.random.default_rng(6)
+    maps = (rng.random((3, HM_H, HM_W)) ** 6).astype(np.float32)
+    blurred = _blur_like_dark(maps, 11)
+    for m, out in zip(maps, blurred):
+        reference = cv2.GaussianBlur(cv2.copyMakeBorder(m, 5, 5, 5, 5, cv2.BORDER_CONSTANT, value=0), (11, 11), 0)[5:-5, 5:-5]
+        reference *= m.max() / reference.max()  # DARK keeps each map's maximum
+        np.testing.assert_allclose(out, reference, rtol=0, atol=1e-6)
+
+
 def test_decode_non_positive_maps_like_mmpose():
     """mmpose's get_heatmap_maximum: a map with maximum <= 0 has location (-1, -1) and score = the maximum."""
     rng = np.random.default_rng(4)

@@ -74,13 +74,18 @@ def settled_frame_speed(cold: dict, tracked: dict) -> dict:
             "speed_ratio": tracked_s / cold_s if settled else float("nan")}
 
 
-def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, progress: bool = True) -> dict:
+def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, progress: bool = True,
+                       frames=None) -> dict:
     """Simulate the sequence of ``settings`` (:class:`~smplify3d_core.sim.sequence.SequenceSettings`),
-    fit it cold and tracked, and return {"settings", "cold", "tracked", "targets"}."""
-    from smplify3d_core.sim.sequence import simulate_sequence
+    fit it cold and tracked, and return {"settings", "cold", "tracked", "settled_frames", "targets"}.
 
+    frames: the sequence's frames when they were simulated (or loaded) already, e.g. on a machine
+    without the simulator's ray caster; then ``settings`` only describes them."""
     start = time.perf_counter()
-    frames = simulate_sequence(body, settings, progress=progress)
+    if frames is None:
+        from smplify3d_core.sim.sequence import simulate_sequence
+
+        frames = simulate_sequence(body, settings, progress=progress)
     simulated = time.perf_counter() - start
     report = {"settings": {"persons": settings.persons, "frames": settings.frames, "fps": settings.fps,
                            "preset": str(getattr(settings.preset, "name", settings.preset)), "seed": settings.seed,
