@@ -144,3 +144,47 @@ def test_forward_kinematics_composes_each_joint_with_its_parents(smpl_body):
             transforms.append(local if j == 0 else transforms[parent] @ local)
         np.testing.assert_allclose(world_rot[b].numpy(), np.stack([t[:3, :3] for t in transforms]), rtol=0, atol=1e-12)
         np.testing.assert_allclose(world_pos[b].numpy(), np.stack([t[:3, 3] for t in transforms]), rtol=0, atol=1e-12)
+
+
+class _HostDataRecorder(torch.overrides.TorchFunctionMode):
+    """Records the torch calls that turn host data into tensors: indexing with a list or an array and
+    tensors made from Python numbers. On a GPU each is a host-to-device copy that stalls the step."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "")
+        if name in ("__getitem__", "__setitem__"):
+            index = args[1] if isinstance(args[1], tuple) else (args[1],)
+            if any(isinstance(i, (list, np.ndarray)) for i in index):
+                self.calls.append(f"{name} with {type(args[1]).__name__}")
+        elif name in ("tensor", "as_tensor") and args and not isinstance(args[0], torch.Tensor):
+            self.calls.append(f"torch.{name}")
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_fit_steps_building_blocks_copy_nothing_from_the_host(smpl_body):
+    """The body pass, the reprojection term and the priors run at every optimizer step: after their
+    first call they index with tensors already on the device and make no tensors from host data."""
+    from smplify3d_core.body.priors import angle_prior, shape_prior
+    from smplify3d_core.fit.losses import reprojection_loss
+
+    generator = torch.Generator().manual_seed(1)
+    pose, betas = 0.2 * torch.randn(2, 69, generator=generator), torch.randn(2, 10, generator=generator)
+    keypoints, K = 500 * torch.rand(2, 17, 2, generator=generator), torch.eye(3).repeat(2, 1, 1)
+
+    def step():
+        out = smpl_body(global_orient=torch.zeros(2, 3), body_pose=pose, betas=betas, transl=torch.tensor([[0.0, 0, 5]] * 2))
+        loss = reprojection_loss(out.joints[:, :17], keypoints, torch.ones(2, 17), K, 100.0, True)
+        return loss + angle_prior(pose) + shape_prior(betas)
+
+    step()  # the first call may make its tables
+    recorder = _HostDataRecorder()
+    with recorder:
+        out = smpl_body(global_orient=pose[:, :3], body_pose=pose, betas=betas, transl=pose[:, :3])
+        loss = reprojection_loss(out.joints[:, :17], keypoints, torch.ones(2, 17), K, 100.0, True)
+        loss = loss + angle_prior(pose) + shape_prior(betas)
+    assert recorder.calls == []
+    assert torch.isfinite(loss).all()

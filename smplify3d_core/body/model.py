@@ -119,6 +119,18 @@ def _joint_slots(parents: Tuple[int, ...]) -> Tuple[int, ...]:
     return tuple(order.index(j) for j in range(len(parents)))
 
 
+@lru_cache(maxsize=None)
+def _kinematic_index(parents: Tuple[int, ...], device: torch.device):
+    """The index tensors of :func:`forward_kinematics` on ``device``, made once: (each joint's parent
+    (J-1,), per level (its joints, their parents' slots), each joint's slot (J,)). Indexing with
+    tensors already on the device keeps a step free of host-to-device copies, which on a GPU stall it."""
+    def as_index(values):
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    levels = tuple((as_index(joints), as_index(slots)) for joints, slots in kinematic_levels(parents))
+    return as_index(parents[1:]), levels, as_index(_joint_slots(parents))
+
+
 def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, parents: Sequence[int]):
     """World rotations (B, J, 3, 3) and positions (B, J, 3) of the joints.
 
@@ -126,18 +138,16 @@ def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, paren
     parents: the kinematic tree (parents[0] unused). The joints of one depth are posed together
     (:func:`kinematic_levels`), so the pass costs a few batched products rather than one per joint.
     """
-    parents = tuple(int(p) for p in parents)
-    relative = joints_rest.clone()
-    relative[:, 1:] -= joints_rest[:, list(parents[1:])]
+    parent_index, levels, slots = _kinematic_index(tuple(int(p) for p in parents), rotations.device)
+    relative = torch.cat([joints_rest[:, :1], joints_rest[:, 1:] - joints_rest.index_select(1, parent_index)], dim=1)
     world_rot, world_pos = rotations[:, :1], joints_rest[:, :1]  # root first, then level by level
-    for joints, parent_slots in kinematic_levels(parents):
-        parent_rot, parent_pos = world_rot[:, parent_slots], world_pos[:, parent_slots]
-        level_rot = parent_rot @ rotations[:, joints]
-        level_pos = parent_pos + (parent_rot @ relative[:, joints, :, None])[..., 0]
+    for joints, parent_slots in levels:
+        parent_rot, parent_pos = world_rot.index_select(1, parent_slots), world_pos.index_select(1, parent_slots)
+        level_rot = parent_rot @ rotations.index_select(1, joints)
+        level_pos = parent_pos + (parent_rot @ relative.index_select(1, joints)[..., None])[..., 0]
         world_rot = torch.cat([world_rot, level_rot], dim=1)
         world_pos = torch.cat([world_pos, level_pos], dim=1)
-    slots = list(_joint_slots(parents))  # joint id -> its place in the concatenation
-    return world_rot[:, slots], world_pos[:, slots]
+    return world_rot.index_select(1, slots), world_pos.index_select(1, slots)
 
 
 def pose_feature(rotations: torch.Tensor) -> torch.Tensor:

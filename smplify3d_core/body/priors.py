@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from functools import lru_cache
 from typing import Dict, Union
 
 import numpy as np
@@ -71,9 +72,15 @@ def angle_prior(body_pose: torch.Tensor) -> torch.Tensor:
     """
     if body_pose.ndim != 2 or body_pose.shape[1] != 69:
         raise ValueError(f"body_pose must have shape (B, 69), got {tuple(body_pose.shape)}")
-    idx = torch.tensor(ANGLE_PRIOR_BODY_POSE_INDICES, device=body_pose.device)
-    signs = torch.tensor(ANGLE_PRIOR_SIGNS, dtype=body_pose.dtype, device=body_pose.device)
-    return torch.exp(body_pose[:, idx] * signs).pow(2).sum(dim=-1)
+    idx, signs = _angle_prior_tables(body_pose.device, body_pose.dtype)
+    return torch.exp(body_pose.index_select(1, idx) * signs).pow(2).sum(dim=-1)
+
+
+@lru_cache(maxsize=None)
+def _angle_prior_tables(device: torch.device, dtype: torch.dtype):
+    """The angle prior's indices and signs on ``device``, made once (not copied there at every step)."""
+    return (torch.tensor(ANGLE_PRIOR_BODY_POSE_INDICES, device=device),
+            torch.tensor(ANGLE_PRIOR_SIGNS, dtype=dtype, device=device))
 
 
 def shape_prior(betas: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,8 @@ def reprojection_loss(
     """
     projected = project_points(joints3d, K)
     if align_hips:
-        shift = keypoints[:, [LEFT_HIP, RIGHT_HIP]].mean(1) - projected[:, [LEFT_HIP, RIGHT_HIP]].mean(1)
+        # plain integer indexing: a list index would be copied to the device at every step
+        shift = 0.5 * (keypoints[:, LEFT_HIP] + keypoints[:, RIGHT_HIP] - projected[:, LEFT_HIP] - projected[:, RIGHT_HIP])
         projected = projected + shift[:, None]
     residual = gmof(projected - keypoints, sigma).sum(-1)
     return (confidence ** 2 * residual).sum(-1)
