@@ -74,10 +74,10 @@ class TrackingFitConfig:
 
     icp_residual_m: float = 0.05
     icp_iterations: int = 30
-    stage2_iterations: int = 30
-    settled_stage2_iterations: int = 10
+    stage2_iterations: int = 15
+    settled_stage2_iterations: int = 4
     surface_vertices: int = 1000
-    stage3_iterations: int = 5
+    stage3_iterations: int = 2
     learning_rate: float = 0.015
     temporal_pose_weight: float = 30.0
     temporal_transl_weight: float = 300.0
