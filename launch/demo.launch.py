@@ -16,7 +16,7 @@ Arguments:
   preset        simulator preset, also the node's fit preset: humanm3 or sloper4d (default humanm3)
   rate          simulated frames per second (default 1.0)
   persons       persons per simulated frame (default 2)
-  seed          first scene seed (default 0)
+  seed          seed of the simulated sequence the sim node plays (default 0)
   device        the node's torch device: auto, cpu or cuda (default auto)
   overlay       the node publishes ~/overlay, the meshes drawn on the image, shown in RViz
   autostart     true (default): the fitting node starts by itself; false: it waits unconfigured for

@@ -6,9 +6,10 @@ Sub-commands:
     Writes a synthetic rosbag2 with the topics of ``smplify3d_sim_node`` — ``/smplify3d_sim_node/``
     ``image`` (sensor_msgs/Image rgb8), ``camera_info``, ``points`` (PointCloud2, LiDAR frame),
     ``observations`` (smplify3d_ros/ObservationArray) and ``ground_truth`` (smplify3d_ros/SMPLArray)
-    — frame ``i`` stamped ``start + i / rate`` (bag time = header stamps), without DDS. With
-    ``--sequence [--moving-robot]`` the frames are those of a simulated sequence (people moving
-    smoothly, stable tracking ids) and ``/tf`` carries ``odom -> camera`` per frame. The
+    — frame ``i`` stamped ``start + i / rate`` (bag time = header stamps), without DDS. The frames
+    are those of a simulated sequence (people moving smoothly, stable tracking ids; ``--moving-robot``
+    drives the rig) and ``/tf`` carries ``odom -> camera`` per frame; ``--random-scenes`` cycles
+    ``--scenes`` independent random frames instead, as ``sequence: false`` makes the sim node do. The
     camera-LiDAR extrinsic goes to ``/tf_static`` as a ``tf2_msgs/TFMessage`` (parent = camera
     optical frame, child = LiDAR frame; serialized with the rosbags type store). The package's own
     message definitions are stored in the bag, so rosbags (and ``ros2 bag``) can read it without
@@ -74,14 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--rate", type=float, default=2.0, help="frames per second of bag time (default 2)")
     rec.add_argument("--persons", type=int, default=3, help="persons per frame (default 3)")
     rec.add_argument("--sensor", choices=["humanm3", "sloper4d"], default="humanm3", help="simulated sensor preset")
-    rec.add_argument("--seed", type=int, default=0, help="seed of the first scene (scene k uses seed + k)")
-    rec.add_argument("--scenes", type=int, default=3,
-                     help="distinct scenes cycled through, as the sim node does (default 3; not with --sequence)")
+    rec.add_argument("--seed", type=int, default=0,
+                     help="seed of the sequence (with --random-scenes: of the first scene; scene k uses seed + k)")
     rec.add_argument("--sequence", action="store_true",
                      help="frame i = frame i of a simulated sequence (the same people moving, stable ids p0, p1, ...; "
-                          "fps = --rate) instead of cycling --scenes frames; odom -> camera on /tf per frame")
-    rec.add_argument("--moving-robot", action="store_true", help="with --sequence: the sensor rig drives (0.5 m/s)")
-    rec.add_argument("--odom-frame", default="odom", help="with --sequence: parent frame of the camera on /tf")
+                          "fps = --rate; odom -> camera on /tf per frame): the default")
+    rec.add_argument("--random-scenes", action="store_true",
+                     help="cycle --scenes independent random frames instead of a sequence (the sim node's sequence: false)")
+    rec.add_argument("--scenes", type=int, default=3, help="with --random-scenes: distinct scenes cycled through (default 3)")
+    rec.add_argument("--moving-robot", action="store_true", help="the sequence's sensor rig drives (0.5 m/s)")
+    rec.add_argument("--odom-frame", default="odom", help="parent frame of the camera on /tf (sequences)")
     rec.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default mcap)")
     rec.add_argument("--start-time", type=float, default=None, help="stamp of the first frame, seconds (default: now)")
     rec.add_argument("--camera-frame", default="camera_optical")

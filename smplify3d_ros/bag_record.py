@@ -1,10 +1,10 @@
 """``smplify3d-bag record-sim``: a synthetic rosbag2 with the sim node's topics, written without DDS.
 
-With ``--sequence`` frame i is frame i of a simulated sequence
-(:class:`~smplify3d_core.sim.sequence.SequencePlan`, fps = ``--rate``; stable tracking ids in the
-observations and the ground truth) instead of cycling ``--scenes`` random frames, and ``/tf`` gets
+Frame i is frame i of a simulated sequence (:class:`~smplify3d_core.sim.sequence.SequencePlan`,
+fps = ``--rate``; stable tracking ids in the observations and the ground truth), and ``/tf`` gets
 ``odom -> camera`` (the frame's T_odom_cam) per frame; the sequence settings are in the bag's custom
-data ``smplify3d.sequence``.
+data ``smplify3d.sequence``. With ``--random-scenes`` the frames cycle through ``--scenes``
+independent random frames instead (the sim node with ``sequence: false``).
 """
 from __future__ import annotations
 
@@ -42,12 +42,15 @@ def record_sim(args) -> int:
         raise BagToolError(f"{out} exists already; rosbag2 writers never overwrite: choose a new path")
     if args.frames < 1 or args.rate <= 0 or args.persons < 0 or args.scenes < 1:
         raise BagToolError("--frames and --scenes must be >= 1, --rate > 0 and --persons >= 0")
+    random_scenes = bool(getattr(args, "random_scenes", False))
+    if random_scenes and (getattr(args, "sequence", False) or args.moving_robot):
+        raise BagToolError("--random-scenes writes no sequence: it goes with neither --sequence nor --moving-robot")
     body = SMPLBody.from_path(args.smpl_model_path or default_body_model_dir())
     store = make_typestore()
     start_ns = int(round(args.start_time * 1e9)) if args.start_time is not None else time.time_ns()
     period_ns = int(round(1e9 / args.rate))
     scenes: dict = {}
-    sequence = bool(getattr(args, "sequence", False))
+    sequence = not random_scenes
     plan = None
     if sequence:
         settings = SequenceSettings(persons=args.persons, frames=args.frames, fps=args.rate, preset=args.sensor,

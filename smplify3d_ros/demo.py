@@ -10,8 +10,9 @@ processed, dropped while busy and skipped, from /diagnostics; the output rate in
 second; latency percentiles p50 / p90 / max; mean PVE after aligning the pelvises; mean absolute
 pelvis error; the tracker's counts and the identity switches).
 
-With ``--sequence`` the simulator plays a sequence (the same people moving, stable true ids: true
-person ``p<k>`` has track id ``k`` in ~/ground_truth) and ``--moving-robot`` drives the rig, with
+The simulator plays a sequence (the same people moving, stable true ids: true person ``p<k>``
+has track id ``k`` in ~/ground_truth; ``--random-scenes`` cycles ``--scenes`` independent random
+frames instead, with nothing to track) and ``--moving-robot`` drives the rig, with
 the node tracking in ``odom`` (``tracking_frame``, from the sim's /tf). Identity switches: each
 fitted person is paired with the true person of the same stamp with the nearest pelvis (within
 ``MATCH_RADIUS_M``, one-to-one); every later change of the track id a true person gets counts one
@@ -66,19 +67,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="output folder: bag/ (MCAP rosbag2) and the nodes' logs (default ./smplify3d_ros_demo)")
     parser.add_argument("--rate", type=float, default=2.0, help="simulator frame rate (Hz)")
     parser.add_argument("--persons", type=int, default=2, help="persons per simulated frame")
-    parser.add_argument("--scenes", type=int, default=3, help="simulated frames cycled through")
+    parser.add_argument("--scenes", type=int, default=3, help="with --random-scenes: simulated frames cycled through")
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--preset", default="humanm3", help="simulator and fit preset")
     parser.add_argument("--device", default="cpu", help="the node's device: cpu, cuda or auto")
     parser.add_argument("--startup-timeout", type=float, default=90.0,
                         help="seconds to wait for the first result before giving up")
     parser.add_argument("--sequence", action="store_true",
-                        help="the simulator plays a sequence (people moving smoothly, stable true ids)")
+                        help="the simulator plays a sequence (people moving smoothly, stable true ids): the default")
+    parser.add_argument("--random-scenes", action="store_true",
+                        help="the simulator cycles --scenes independent random frames instead of a sequence")
     parser.add_argument("--moving-robot", action="store_true",
-                        help="a sequence seen from a driving robot (implies --sequence); the node tracks in odom")
+                        help="the sequence seen from a driving robot; the node tracks in odom")
     parser.add_argument("--tracker-seconds", type=float, default=None,
                         help="the node's tracker.max_age, s: how long a track outlives its person unseen (default: "
-                             "10 with --sequence, else the node's default)")
+                             "10 for a sequence, the node's default with --random-scenes)")
     parser.add_argument("--warm-gap", type=float, default=None,
                         help="the node's tracker.max_warm_gap, s: a fit starts warm only from a track fitted this "
                              "recently (default: the node's, 0.35)")
@@ -86,7 +89,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--domain-id", type=int, default=None, choices=DEMO_DOMAIN_IDS, metavar="ID",
                         help="DDS domain of the demo's nodes (default: one derived from the process id; 1-101 or 215-232)")
     args = parser.parse_args(argv)
-    args.sequence = args.sequence or args.moving_robot
+    if args.random_scenes and (args.sequence or args.moving_robot):
+        parser.error("--random-scenes plays no sequence: it goes with neither --sequence nor --moving-robot")
+    args.sequence = not args.random_scenes
     if args.tracker_seconds is None and args.sequence:
         args.tracker_seconds = SEQUENCE_TRACKER_SECONDS
     if args.tracker_seconds is not None and args.tracker_seconds <= 0:
@@ -105,7 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 #: DDS domain ids the demo may take: Fast DDS maps id N to UDP ports 7400 + 250 N + offsets, so ids above
 #: 232 overflow; on Linux the ports of ids 102-214 fall in the kernel's ephemeral range; 0 is a robot's default.
 DEMO_DOMAIN_IDS = tuple(range(1, 102)) + tuple(range(215, 233))
-#: --tracker-seconds with --sequence: a track outlives this many seconds unseen
+#: --tracker-seconds for a sequence: a track outlives this many seconds unseen
 SEQUENCE_TRACKER_SECONDS = 10.0
 #: a fitted person is the true person of the nearest pelvis only within this distance, m
 MATCH_RADIUS_M = 0.5
@@ -155,6 +160,8 @@ def node_parameters(args) -> tuple[dict, dict]:
     if args.sequence:
         sim.update({"sequence": "true", "moving_robot": str(bool(args.moving_robot)).lower()})
         del sim["scenes"]
+    else:
+        sim["sequence"] = "false"
     node = {"image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
             "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",
             "publish_vertices": "true", "T_cam_lidar": "[" + ", ".join(f"{v:.9f}" for v in T) + "]",

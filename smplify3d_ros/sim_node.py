@@ -8,7 +8,7 @@ extrinsic (camera_frame <- lidar_frame) goes to /tf_static (unless ``publish_tf`
 with tf2_ros when it is installed, else with a plain tf2_msgs/TFMessage publisher; it is also the
 ``T_cam_lidar`` the main node can be given as a static parameter.
 
-With ``sequence: true`` it publishes a simulated sequence instead
+By default (``sequence: true``) it publishes a simulated sequence
 (:class:`~smplify3d_core.sim.sequence.SequencePlan`: the same people moving smoothly, stable
 tracking ids ``p0``, ``p1``, ... in the observations and the ground truth): the k-th timer tick
 publishes plan frame k (plan time k / ``rate``; header stamps = the node clock when published), for
@@ -17,6 +17,8 @@ ever, and ``odom_frame -> camera_frame`` (the frame's T_odom_cam, same stamp) on
 ``moving_robot: true`` the rig drives (0.5 m/s, back and forth along a gentle arc). Rendering a
 frame takes about 1–2.5 s on one CPU core (humanm3 sensor preset, 5 persons), so the ticks run late
 when ``rate`` asks for more; the plan time still advances by 1 / ``rate`` per published frame.
+With ``sequence: false`` it cycles through ``scenes`` independent random frames instead (seeds
+``seed`` ... ``seed + scenes - 1``): no motion, nothing to track.
 """
 from __future__ import annotations
 
@@ -73,14 +75,14 @@ def _numeric_ids(frame):
 
 
 class SimulatedSensorNode(Node):
-    """Cycles through ``scenes`` simulated frames (seeds seed..seed+scenes-1), publishing each in turn,
-    or (``sequence: true``) publishes the frames of a simulated sequence one after the other."""
+    """Publishes the frames of a simulated sequence one after the other (``sequence: true``, the
+    default), or cycles through ``scenes`` random frames (seeds seed..seed+scenes-1, ``sequence: false``)."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("smplify3d_sim_node", **kwargs)
         defaults = {"rate": 2.0, "persons": 3, "sensor": "humanm3", "seed": 0, "scenes": 3,
                     "camera_frame": "camera_optical", "lidar_frame": "lidar", "publish_tf": True,
-                    "sequence": False, "moving_robot": False, "odom_frame": "odom"}
+                    "sequence": True, "moving_robot": False, "odom_frame": "odom"}
         for name, value in defaults.items():
             self.declare_parameter(name, value)
         p = {name: self.get_parameter(name).value for name in defaults}

@@ -77,7 +77,8 @@ def node_params(**extra):
 
 
 def sim_params():
-    return {"rate": 1.0, "persons": 1, "scenes": 2, "seed": 3}
+    """The sim node cycling two random one-person frames (not its default sequence)."""
+    return {"rate": 1.0, "persons": 1, "scenes": 2, "seed": 3, "sequence": "false"}
 
 
 class Listener:

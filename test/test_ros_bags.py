@@ -60,9 +60,9 @@ def bags(tmp_path_factory, env):
     paths = {}
     for storage, frames in (("mcap", FRAMES), ("sqlite3", 2)):
         paths[storage] = root / f"sim_{storage}"
-        run = _bag(["record-sim", str(paths[storage]), "--frames", str(frames), "--scenes", str(SCENES), "--persons",
-                    str(PERSONS), "--seed", str(SEED), "--rate", str(RATE), "--start-time", str(START), "--storage",
-                    storage, "--quiet"], env)
+        run = _bag(["record-sim", str(paths[storage]), "--frames", str(frames), "--random-scenes", "--scenes", str(SCENES),
+                    "--persons", str(PERSONS), "--seed", str(SEED), "--rate", str(RATE), "--start-time", str(START),
+                    "--storage", storage, "--quiet"], env)
         assert run.returncode == 0, run.stderr
     return paths
 

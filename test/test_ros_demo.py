@@ -61,8 +61,15 @@ def test_sequence_options_and_identity_pairing():
     assert node["tracker.max_warm_gap"] == 2.5 and node["tracker.max_age"] == 4.0
     with pytest.raises(SystemExit):
         parse_args(["--warm-gap", "-1"])
-    sim, node = node_parameters(parse_args([]))
-    assert "sequence" not in sim and "tracking_frame" not in node and "tracker.max_age" not in node
+    sim, node = node_parameters(parse_args([]))  # a still-robot sequence by default
+    assert sim["sequence"] == "true" and sim["moving_robot"] == "false" and "scenes" not in sim
+    assert "tracking_frame" not in node and node["tracker.max_age"] == SEQUENCE_TRACKER_SECONDS
+    sim, node = node_parameters(parse_args(["--random-scenes", "--scenes", "4"]))
+    assert sim["sequence"] == "false" and sim["scenes"] == 4
+    assert "tracking_frame" not in node and "tracker.max_age" not in node
+    for conflicting in (["--random-scenes", "--moving-robot"], ["--random-scenes", "--sequence"]):
+        with pytest.raises(SystemExit):
+            parse_args(conflicting)
 
     def array(*persons):
         return SMPLArray(persons=[SMPL(track_id=i, joints=[Point(x=x, y=0.0, z=5.0)] * 24) for i, x in persons])

@@ -31,7 +31,7 @@ def _start(module, params, env):
 @pytest.fixture(scope="module")
 def running_nodes(ros_env):
     T = get_preset("humanm3").T_cam_lidar.reshape(-1).tolist()
-    sim = _start("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 2, "scenes": 2, "seed": 5}, ros_env)
+    sim = _start("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 2, "scenes": 2, "seed": 5, "sequence": "false"}, ros_env)
     node = _start("smplify3d_ros.node", {
         "image_topic": f"{SIM}/image", "camera_info_topic": f"{SIM}/camera_info", "cloud_topic": f"{SIM}/points",
         "observations_topic": f"{SIM}/observations", "extrinsics_source": "static", "reliable_inputs": "true",

@@ -135,7 +135,7 @@ def processes():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sim_tf_static_alone_gives_an_accurate_fit(backend, processes, body_model_dir):
     env = isolated_ros_env(20 if backend == "builtin" else 21)
-    sim = processes("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 1, "scenes": 1, "seed": 3}, env)
+    sim = processes("smplify3d_ros.sim_node", {"rate": 1.0, "persons": 1, "scenes": 1, "seed": 3, "sequence": "false"}, env)
     node = processes("smplify3d_ros.node", node_params(backend), env)
     observer = Observer(env)
     try:
@@ -196,7 +196,7 @@ class ChainPublisher:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_missing_tf_skips_frames_naming_them_until_a_chain_is_published(backend, processes, body_model_dir):
     env = isolated_ros_env(22 if backend == "builtin" else 23)
-    sim = processes("smplify3d_ros.sim_node", {"rate": 2.0, "persons": 1, "scenes": 1, "seed": 4,
+    sim = processes("smplify3d_ros.sim_node", {"rate": 2.0, "persons": 1, "scenes": 1, "seed": 4, "sequence": "false",
                                                 "publish_tf": "false"}, env)
     node = processes("smplify3d_ros.node", node_params(backend), env)
     observer = Observer(env)
