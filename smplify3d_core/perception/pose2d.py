@@ -99,7 +99,7 @@ def _blur_like_dark(maps: np.ndarray, kernel: int) -> np.ndarray:
     OpenCV's ``kernel`` x ``kernel`` Gaussian (sigma from the size, as ``cv2.GaussianBlur`` with
     sigma 0 takes it), applied as two 1-D passes over the zero-padded maps: the same numbers as
     ``cv2.GaussianBlur`` on a zero border, without its per-call channel limit (512 channels in
-    OpenCV 4, far fewer in OpenCV 5)."""
+    OpenCV 4; OpenCV 5.0 refused a 256-channel stack)."""
     taps = cv2.getGaussianKernel(kernel, 0).astype(np.float32).reshape(-1)
     maps = np.asarray(maps, dtype=np.float32)
     count = maps.shape[0]
