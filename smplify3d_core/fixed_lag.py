@@ -7,7 +7,10 @@ t − 1, t and t + 1, evaluated at t's stamp, so a person moving at constant spe
 delayed nor pulled back. The cost is latency: a frame is published when the next one has been
 fitted (one frame interval later; :meth:`FixedLagOutput.flush` releases a held frame at the end
 of a stream, and the node does so when no frame has come for a while, or at once when the next
-frame is too far away in time to be a neighbour: :meth:`FixedLagOutput.expect`).
+frame is too far away in time to be a neighbour: :meth:`FixedLagOutput.expect`). A frame with no
+frame within ``tracker.max_warm_gap`` before it (the first of a stream, or any frame of a stream
+slower than that) can never be averaged, so it is not held at all: at low frame rates the output
+adds no latency, and what comes out is the same as if it had waited.
 
 :class:`FixedLagOutput` sits after :meth:`~smplify3d_core.pipeline.FrameProcessor.process`: every
 caller (the node, ``smplify3d-bag process``, the stream evaluations) pushes each outcome with
@@ -117,7 +120,17 @@ class FixedLagOutput:
         bodies = self._track_bodies(outcome)
         released = self._release(outcome.stamp, bodies)
         self._held = _Held(outcome, payload, bodies)
+        if self._without_predecessor(outcome.stamp):  # it can never be averaged: waiting would only delay it
+            released += self.flush()
         return released
+
+    def _without_predecessor(self, stamp: Optional[float]) -> bool:
+        """True when no frame lies within ``max_warm_gap`` before ``stamp`` (s). A body is averaged only
+        with neighbours on both sides, so such a frame goes out as fitted whenever it is released."""
+        if stamp is None:
+            return False
+        previous = self._previous
+        return previous is None or previous[0] is None or not 0.0 < stamp - previous[0] <= self.max_gap
 
     def expect(self, stamp: float) -> List[Tuple[Any, Any]]:
         """The next frame to be fitted has ``stamp`` (s): release the held frame now when that frame cannot

@@ -12,9 +12,10 @@ image and cloud approximately, and fits every person of the newest synchronized 
 worker thread. Frames that arrive while the worker is busy replace the waiting one and are
 counted as dropped; input callbacks never block. A fitted frame goes out through the fixed-lag
 output (:mod:`smplify3d_core.fixed_lag`, ``tracker.output_lag_frames``): by default when the next
-frame has been fitted (averaged with it and the one before), at once when the next frame is too
-far away in time to be averaged with, and after ``output_hold`` s without a new fitted frame (the
-end of a stream) or at ``deactivate``. Publishes ``~/smpl`` (SMPLArray),
+frame has been fitted (averaged with it and the one before), at once when it has no frame within
+``tracker.max_warm_gap`` before it (it can never be averaged) or when the next frame is too far
+away in time to be averaged with, and after ``output_hold`` s without a new fitted frame (the end
+of a stream) or at ``deactivate``. Publishes ``~/smpl`` (SMPLArray),
 ``~/markers`` (MarkerArray), optionally ``~/overlay`` (Image), and ``/diagnostics``.
 Parameters: :mod:`smplify3d_ros.params` declares each with a descriptor (``ros2 param describe``);
 ``config/robot.yaml`` lists them with their defaults.

@@ -88,7 +88,9 @@ def test_each_frame_comes_out_once_in_order_one_frame_late_and_the_last_at_flush
     released = []
     for s in stamps:
         got = output.push(_outcome(fitter, s, _moving_camera(s), [(0, *_walk(s))]), payload=s)
-        assert len(got) == (0 if s == 0.0 else 1)
+        # the first frame has no predecessor, so it can never be averaged and goes out at once;
+        # the second waits for the third, and so on
+        assert len(got) == (0 if s == 0.1 else 1)
         released += got
     assert output.holding
     released += output.flush()
@@ -186,9 +188,33 @@ def test_the_default_frame_path_publishes_one_frame_late():
 
 def test_a_held_frame_goes_out_at_once_when_the_next_frame_is_too_far_away_to_be_its_neighbour(fitter):
     output = _output(fitter)
+    output.push(_outcome(fitter, 0.9, np.eye(4), [(0, *_walk(0.9))]), "start")
     first = _outcome(fitter, 1.0, np.eye(4), [(0, *_walk(1.0))])
-    output.push(first, "first")
+    assert output.push(first, "first") == [] and output.holding  # 0.1 s after its predecessor
     assert output.expect(1.2) == [] and output.holding  # 0.2 s later: it waits to be averaged
     assert output.expect(1.5) == [(first, "first")] and not output.holding  # 0.5 s > max_warm_gap
+    output.push(_outcome(fitter, 1.9, np.eye(4), [(0, *_walk(1.9))]), "start again")
     output.push(_outcome(fitter, 2.0, np.eye(4), [(0, *_walk(2.0))]), "second")
     assert [p for _, p in output.expect(1.0)] == ["second"]  # time went backwards
+
+
+def test_frames_slower_than_the_warm_gap_are_not_held_and_come_out_as_if_they_had_waited(fitter):
+    """At 2 Hz (0.5 s > max_warm_gap 0.35 s) no frame can be averaged: each goes out at its own push,
+    as fitted, which is what waiting for the next frame would have given; when the rate rises, the
+    lag and the averaging return."""
+    stamps = [0.0, 0.5, 1.0, 1.5, 1.6, 1.7]
+    jitter = [np.array([0.03 * (-1) ** n, 0.0, 0.0]) for n in range(len(stamps))]
+    output = _output(fitter)
+    released = {}
+    pushed = []
+    for s, noise in zip(stamps, jitter):
+        got = output.push(_outcome(fitter, s, np.eye(4), [(0, *_walk(s, noise))]), s)
+        pushed.append([p for _, p in got])
+        released.update({p: o for o, p in got})
+    assert pushed == [[0.0], [0.5], [1.0], [1.5], [], [1.6]] and output.holding
+    released.update({p: o for o, p in output.flush()})
+    for s, noise in zip(stamps, jitter):
+        if s != 1.6:  # no neighbour within the gap on one side: as fitted
+            np.testing.assert_allclose(_pelvis_in_odom(released[s]), _walk(s, noise)[0], atol=1e-5)
+    # 1.6 s has both neighbours 0.1 s away: averaged, its jitter cancels against theirs
+    np.testing.assert_allclose(_pelvis_in_odom(released[1.6]), _walk(1.6)[0], atol=2e-4)
