@@ -313,14 +313,17 @@ def test_empty_or_all_nan_cloud_is_skipped_with_a_reason(harness, capfd, points,
 
 
 def test_a_held_frame_goes_out_after_output_hold_while_only_skipped_frames_follow(harness):
-    """With the fixed-lag output (default) a fitted frame waits for the next fitted one. When the frames
-    after it are all skipped (here: an undecodable image encoding, stamped within tracker.max_warm_gap
-    of it, so that none releases it as too far away in time), it is published once ``output_hold`` s
-    have passed without a fitted frame, while the bad frames still arrive."""
+    """With the fixed-lag output (default) a fitted frame with a fitted predecessor within
+    tracker.max_warm_gap waits for the next fitted one. When the frames after it are all skipped
+    (here: an undecodable image encoding, stamped within tracker.max_warm_gap of it, so that none
+    releases it as too far away in time), it is published once ``output_hold`` s have passed without
+    a fitted frame, while the bad frames still arrive."""
     node, driver = harness(output_hold=2.0)
     t0 = time.time()
-    driver.send(t0, persons=True)
+    driver.send(t0 - 0.1, persons=True)  # the predecessor (itself not held: nothing comes before it)
     wait_for(lambda: driver.counts()["processed"] >= 1, FIT_TIMEOUT_S, "the first frame fitted")
+    driver.send(t0, persons=True)
+    wait_for(lambda: driver.counts()["processed"] >= 2, FIT_TIMEOUT_S, "the second frame fitted")
     sent = 0
     deadline = time.monotonic() + 30.0
     while not any(abs(s - t0) < 1e-6 for s in driver.stamps()) and time.monotonic() < deadline:
