@@ -138,7 +138,8 @@ def forward_kinematics(rotations: torch.Tensor, joints_rest: torch.Tensor, paren
     parents: the kinematic tree (parents[0] unused). The joints of one depth are posed together
     (:func:`kinematic_levels`), so the pass costs a few batched products rather than one per joint.
     """
-    parent_index, levels, slots = _kinematic_index(tuple(int(p) for p in parents), rotations.device)
+    parents = parents if type(parents) is tuple else tuple(int(p) for p in parents)  # the body's own is one already
+    parent_index, levels, slots = _kinematic_index(parents, rotations.device)
     relative = torch.cat([joints_rest[:, :1], joints_rest[:, 1:] - joints_rest.index_select(1, parent_index)], dim=1)
     world_rot, world_pos = rotations[:, :1], joints_rest[:, :1]  # root first, then level by level
     for joints, parent_slots in levels:
@@ -213,7 +214,7 @@ class SMPLBody(torch.nn.Module):
         self.register_buffer("joint_template", torch.as_tensor(regressor @ data.v_template, dtype=dtype))
         joint_dirs = np.einsum("jv,vck->jck", regressor, shapedirs).reshape(NUM_JOINTS * 3, num_betas)
         self.register_buffer("joint_shapedirs", torch.as_tensor(joint_dirs, dtype=dtype))
-        self.parents = [int(p) for p in data.parents]
+        self.parents = tuple(int(p) for p in data.parents)
         self.num_vertices = count
 
     @classmethod

@@ -71,16 +71,20 @@ class BodyTables:
     """Per-model tables.
 
     coco17_regressor: (17, V) rows summing to 1; humanm3_regressor: (15, V);
-    vertex_part: (V,) index into :data:`BODY_PARTS`; uniform_subset: (M,) sorted vertex ids;
-    uniform_order: (M,) the same ids in the order farthest-point sampling picked them, so that every
-    prefix is itself a uniform subset (:meth:`coarse_subset`).
+    vertex_part: (V,) index into :data:`BODY_PARTS`; uniform_order: (M,) vertex ids in the order
+    farthest-point sampling picked them, so that every prefix is itself a uniform subset
+    (:meth:`coarse_subset`); :attr:`uniform_subset`: the same ids sorted.
     """
 
     coco17_regressor: np.ndarray
     humanm3_regressor: np.ndarray
     vertex_part: np.ndarray
-    uniform_subset: np.ndarray
     uniform_order: np.ndarray
+
+    @property
+    def uniform_subset(self) -> np.ndarray:
+        """(M,) sorted vertex ids of the uniform surface subset."""
+        return np.sort(self.uniform_order)
 
     def coarse_subset(self, count: int) -> np.ndarray:
         """(min(count, M),) sorted vertex ids: the first ``count`` farthest-point samples, a uniform subset
@@ -176,7 +180,6 @@ def body_tables(
             coco17_regressor=coco,
             humanm3_regressor=humanm3,
             vertex_part=segment_vertices(data.weights),
-            uniform_subset=np.sort(order),
             uniform_order=order,
         )
     return _CACHE[key]

@@ -142,7 +142,7 @@ class SMPLify3D:
         self.surface = VisibleSurface(tables, body.faces, device=self.device)
         # what the optimizer steps skin: stage 1 no vertex, stage 2 the surface subset (in its own order)
         self.tables = tables
-        subset_ids = self.surface.subset.cpu().numpy()
+        subset_ids = tables.uniform_subset
         self._coarse: dict = {}  # vertex count -> (what a warm stage-2 step skins, its columns of the surface mask)
         self.stage1_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids[:0]), None)
         self.stage2_vertices = _SkinnedVertices(self.body.vertex_subset(subset_ids), slice(None))
@@ -187,7 +187,7 @@ class SMPLify3D:
             return self.stage2_vertices, slice(None)
         if count not in self._coarse:
             ids = self.tables.coarse_subset(count)
-            columns = torch.as_tensor(np.searchsorted(self.surface.subset.cpu().numpy(), ids), device=self.device)
+            columns = torch.as_tensor(np.searchsorted(self.tables.uniform_subset, ids), device=self.device)
             self._coarse[count] = (_SkinnedVertices(self.body.vertex_subset(ids), slice(None)), columns)
         return self._coarse[count]
 

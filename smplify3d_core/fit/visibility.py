@@ -77,13 +77,14 @@ class VisibleSurface:
     """
 
     def __init__(self, tables: BodyTables, faces: np.ndarray, device="cpu") -> None:
-        self.subset = torch.as_tensor(tables.uniform_subset, dtype=torch.long, device=device)
-        self.subset_part = torch.as_tensor(tables.vertex_part[tables.uniform_subset], dtype=torch.long, device=device)
+        subset = tables.uniform_subset
+        self.subset = torch.as_tensor(subset, dtype=torch.long, device=device)
+        self.subset_part = torch.as_tensor(tables.vertex_part[subset], dtype=torch.long, device=device)
         # the normals of the subset only need the faces around it: (face, corner) pairs whose corner is a
         # subset vertex, as rows of those faces and the vertex's place in the subset
         faces = np.asarray(faces, dtype=np.int64)
         place = np.full(int(faces.max()) + 1, -1, dtype=np.int64)
-        place[tables.uniform_subset] = np.arange(len(tables.uniform_subset))
+        place[subset] = np.arange(len(subset))
         face_rows, corners = np.nonzero(place[faces] >= 0)
         touching, pair_face = np.unique(face_rows, return_inverse=True)
         self._touching_faces = torch.as_tensor(faces[touching], dtype=torch.long, device=device)  # (F', 3)
