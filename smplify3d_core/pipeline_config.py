@@ -62,8 +62,11 @@ class TrackerConfig:
     warm_pose: str = setting("observation", "where a warm fit's body pose starts: the track's prediction, or the "
                                       "frame's own image-only estimate when the observations carry one",
                              choices=("track", "observation"))
-    shape_frames: int = setting(10, "valid fits whose betas are averaged into a track's shape; after that the "
-                                    "shape is held fixed", min=1)
+    shape_frames: int = setting(10, "valid fits that show the whole person fused into a track's shape (then one "
+                                    "shape is fitted to them together, the preset's tracking.shape_fit_* keys); after "
+                                    "that the shape is held fixed", min=1)
+    shape_border_px: float = setting(2.0, "a fit whose person box comes within this many pixels of the image border "
+                                          "(a person the image cuts off) is not fused into its track's shape", min=0)
     restart_on_invalid: bool = setting(True, "a warm fit that fails the verdict is fitted again cold in the same "
                                              "frame (flag track_restarted)")
 

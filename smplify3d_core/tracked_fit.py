@@ -13,7 +13,13 @@ is processed:
    these) and runs the full schedule (*cold*);
 3. the verdict judges every body; a warm fit that fails it is fitted again cold in the same frame
    (``track_restarted``) and its track's pose and shape are forgotten;
-4. the fitted bodies go back to the tracker (motion filter, pose filter, fused shape);
+4. the fitted bodies go back to the tracker (motion filter, pose filter, fused shape). A fit is fused
+   into its track's shape only when the image shows the whole person (its box stays
+   ``tracker.shape_border_px`` from the image border); each fused fit keeps its inputs and raw
+   parameters (:class:`ShapeFrame`) until the track has ``tracker.shape_frames`` of them. Then one
+   shape is fitted to all of them together (:meth:`SMPLify3D.fit_shared_shape`: poses held, the
+   shape prior counted once) and becomes the track's settled shape — the mean of per-frame fits
+   would keep each frame's pull towards the mean body;
 5. with ``tracker.smooth_output``, each person whose track had a valid fit before is published
    smoothed (:func:`publish_smoothed`): the pelvis from the motion filter, the body pose from the
    pose filter, the root orientation and shape of the fit. A smoothed body whose joints stray
@@ -32,13 +38,13 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from smplify3d_core.fit.batches import scatter_persons, select_persons
+from smplify3d_core.fit.batches import scatter_persons, select_persons, stack_inputs
 from smplify3d_core.fit.inputs import FitInputs
 from smplify3d_core.fit.optimizer import FitResult, SMPLify3D, WarmStart
 from smplify3d_core.fit.verdict import VerdictConfig, apply_verdict
 from smplify3d_core.geometry.transforms import transform_points
 from smplify3d_core.tracking import Detection, FittedBody, PersonTracker, TrackPrediction
-from smplify3d_core.types import FrameObservation, PersonObservation, SMPLParams
+from smplify3d_core.types import FrameObservation, PersonObservation, PinholeCamera, SMPLParams
 
 RESTART_FLAG = "track_restarted"
 
@@ -72,6 +78,52 @@ class TrackedFit:
     result: Optional[FitResult]
     tracks: List[PersonTrack]
     dropped: List[Tuple[str, str]]
+
+
+@dataclass
+class ShapeFrame:
+    """One fit fused into a track's shape, kept for the track's shape fit: the person's batched inputs
+    (one person) and its raw fit (global_orient (1, 3), body_pose (1, 69) rad, betas (1, 10), transl
+    (1, 3) m, camera frame)."""
+
+    inputs: FitInputs
+    global_orient: torch.Tensor
+    body_pose: torch.Tensor
+    betas: torch.Tensor
+    transl: torch.Tensor
+
+
+def cut_off_by_image(bbox_xywh, camera: PinholeCamera, border_px: float) -> bool:
+    """Whether the box (4,) x, y, width, height px comes within ``border_px`` of the image border: the
+    image may cut the person off, so the fit does not show the whole body."""
+    x, y, w, h = (float(v) for v in np.asarray(bbox_xywh, dtype=np.float64).reshape(4))
+    return not (x > border_px and y > border_px and x + w < camera.width - border_px
+                and y + h < camera.height - border_px)
+
+
+def fit_settled_shapes(fitter: SMPLify3D, tracker: PersonTracker, should_stop=None) -> float:
+    """Fit one shape to the kept frames of each track whose shape has just settled
+    (:meth:`PersonTracker.shape_fits_due`; all such tracks in one batch) and settle the tracks to them.
+    Frames that cannot go in one batch (different sensor origins) leave the mean of the fits. Returns
+    the seconds it took."""
+    due = tracker.shape_fits_due()
+    if not due:
+        return 0.0
+    start = time.perf_counter()
+    kept = [(track_id, frame) for track_id, frames in due.items() for frame in frames]
+    groups = torch.tensor([list(due).index(track_id) for track_id, _ in kept], dtype=torch.long)
+    try:
+        inputs = stack_inputs([frame.inputs for _, frame in kept])
+    except ValueError:
+        for track_id in due:
+            tracker.set_shape(track_id, None)
+        return time.perf_counter() - start
+    betas = fitter.fit_shared_shape(inputs, *(torch.cat([getattr(frame, name) for _, frame in kept])
+                                              for name in ("global_orient", "body_pose", "betas", "transl")),
+                                    groups, should_stop=should_stop)
+    for g, track_id in enumerate(due):
+        tracker.set_shape(track_id, betas[int(torch.nonzero(groups == g)[0])].double().numpy())
+    return time.perf_counter() - start
 
 
 def detection_of(person: PersonObservation, T_track_cam: np.ndarray, min_points: int) -> Detection:
@@ -220,16 +272,26 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
         tracker.restart(matches[fit_index[k]])
 
     bodies: List[Optional[FittedBody]] = [None] * len(persons)
+    keep_shape_data = fitter.config.tracking.shape_fit_iterations > 0
     for k, i in enumerate(fit_index):
         if not bool(merged.fitted[k]):
             continue
         pelvis = merged.joints[k, 0].double().numpy()
         root = Rotation.from_rotvec(merged.global_orient[k].double().numpy()).as_matrix()
+        whole = not cut_off_by_image(persons[i].bbox_xywh, frame.camera, config.tracker.shape_border_px)
+        settled = predictions[i] is not None and predictions[i].shape_settled and k not in restarted
+        shape_data = None
+        if whole and keep_shape_data and not settled and bool(merged.valid[k]):
+            shape_data = ShapeFrame(select_persons(inputs, [k]), *(getattr(merged, name)[k:k + 1].clone() for name in
+                                                                    ("global_orient", "body_pose", "betas", "transl")))
         bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=transform_points(T_track_cam, pelvis)[0],
                                root_rotation=T_track_cam[:3, :3] @ root, body_pose=merged.body_pose[k].double().numpy(),
-                               betas=merged.betas[k].double().numpy())
+                               betas=merged.betas[k].double().numpy(), counts_for_shape=whole, shape_data=shape_data)
     had_fit = [m is not None and tracker.tracks[m].pose is not None for m in matches]
     ids = tracker.update(stamp, detections, matches, bodies)
+    shape_seconds = fit_settled_shapes(fitter, tracker, should_stop)
+    if shape_seconds:
+        merged.stage_seconds["shape_fit"] = merged.stage_seconds.get("shape_fit", 0.0) + shape_seconds
     if config.tracker.smooth_output:
         smooth = [k for k, i in enumerate(fit_index) if had_fit[i] and bodies[i] is not None and bodies[i].valid]
         publish_smoothed(fitter, tracker, merged, smooth, [ids[fit_index[k]] for k in smooth], T_cam_track,

@@ -20,7 +20,11 @@ Per frame, before the fit:
 
 After the fit, :meth:`PersonTracker.update` feeds each person's fitted body back: a valid fit
 updates the motion filter, the pose filter and the fused shape (mean betas over the track's good
-frames); an invalid one only moves the track with its points.
+frames, the fits that show the whole person: ``FittedBody.counts_for_shape``); an invalid one only
+moves the track with its points. Once ``shape_frames`` fits are fused the shape is *settled* and
+held; the caller may then replace the mean by one shape fitted to those frames together
+(:meth:`PersonTracker.shape_fits_due`, :meth:`PersonTracker.set_shape`), from the data it kept with
+each fit (``FittedBody.shape_data``, opaque to the tracker).
 
 The pose filter is a constant-velocity (alpha-beta) filter on the 69 body-pose angles: with the
 filtered pose θ_f and rate θ̇ of the last fit, a new fit θ ``dt`` seconds later and the prediction
@@ -63,13 +67,17 @@ class Detection:
 @dataclass
 class FittedBody:
     """A fitted person, fed back to its track. Camera frame as fitted; ``pelvis`` (3,) m and
-    ``root_rotation`` (3, 3) are in the tracking frame."""
+    ``root_rotation`` (3, 3) are in the tracking frame. counts_for_shape: the fit may be fused into
+    the track's shape (False for a person the image cuts off); shape_data: what the caller needs to
+    fit the track's shape to this frame again (kept with the track until its shape is settled)."""
 
     valid: bool
     pelvis: np.ndarray
     root_rotation: np.ndarray
     body_pose: np.ndarray
     betas: np.ndarray
+    counts_for_shape: bool = True
+    shape_data: Optional[object] = None
 
 
 @dataclass
@@ -81,8 +89,9 @@ class Track:
     tracking frame (m, m/s) with covariance ``covariance`` (6, 6); offset (3,) point median minus
     pelvis (m, tracking frame); box: last box (px); pose (69,) rad and pose_rate (69,) rad/s: the pose
     filter's state at ``pose_stamp`` (s; None before the first valid fit); root_rotation (3, 3) of the
-    last valid fit (tracking frame); shape_sum / good_frames: sum of the betas of the valid fits and
-    their number.
+    last valid fit (tracking frame); shape_sum / good_frames: sum of the betas of the fused fits and
+    their number; shape_data: the fused fits' ``FittedBody.shape_data`` (until the shape is settled);
+    shape_fitted: the settled shape was replaced by :meth:`PersonTracker.set_shape`.
     """
 
     id: int
@@ -99,11 +108,15 @@ class Track:
     root_rotation: Optional[np.ndarray] = None
     shape_sum: np.ndarray = field(default_factory=lambda: np.zeros(10))
     good_frames: int = 0
+    shape_data: list = field(default_factory=list)
+    shape_fitted: bool = False
+    last_betas: Optional[np.ndarray] = None
 
     @property
     def shape(self) -> Optional[np.ndarray]:
-        """(10,) the fused betas (mean over the valid fits), or None before the first one."""
-        return self.shape_sum / self.good_frames if self.good_frames else None
+        """(10,) the fused betas (mean over the fused fits; the last valid fit's betas while none could be
+        fused), or None before the first valid fit."""
+        return self.shape_sum / self.good_frames if self.good_frames else self.last_betas
 
     def age(self, stamp: float) -> float:
         """Seconds since the track was born."""
@@ -280,6 +293,26 @@ class PersonTracker:
             track.pose_rate = np.zeros(69)
             track.shape_sum = np.zeros(10)
             track.good_frames = 0
+            track.shape_data = []
+            track.shape_fitted = False
+            track.last_betas = None
+
+    def shape_fits_due(self) -> Dict[int, list]:
+        """Track id -> the kept ``shape_data`` of the fits fused into its shape, for each track whose
+        shape has just settled (``shape_frames`` fits) and has not been fitted yet."""
+        return {track_id: list(track.shape_data) for track_id, track in sorted(self.tracks.items())
+                if track.good_frames >= self.config.shape_frames and not track.shape_fitted and track.shape_data}
+
+    def set_shape(self, track_id: int, betas: Optional[np.ndarray]) -> None:
+        """Settle track ``track_id``'s shape to ``betas`` (10,) (None: keep the mean of its fits) and drop
+        its kept shape data."""
+        track = self.tracks.get(track_id)
+        if track is None:
+            return
+        if betas is not None and track.good_frames:
+            track.shape_sum = np.asarray(betas, dtype=np.float64) * track.good_frames
+        track.shape_data = []
+        track.shape_fitted = True
 
     # ------------------------------------------------------------------ motion and pose filters
     @staticmethod
@@ -331,7 +364,10 @@ class PersonTracker:
             track.offset = offset if track.good_frames == 0 else 0.7 * track.offset + 0.3 * offset
         self._filter_pose(track, np.asarray(body.body_pose, dtype=np.float64), stamp)
         track.root_rotation = np.asarray(body.root_rotation, dtype=np.float64)
-        if track.good_frames < self.config.shape_frames:  # once settled, the shape is held
+        track.last_betas = np.asarray(body.betas, dtype=np.float64).copy()
+        if track.good_frames < self.config.shape_frames and body.counts_for_shape:  # once settled, held
             track.shape_sum = track.shape_sum + np.asarray(body.betas, dtype=np.float64)
             track.good_frames += 1
+            if body.shape_data is not None:
+                track.shape_data.append(body.shape_data)
         track.last_fit = stamp

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from smplify3d_core.fit.batches import scatter_persons, select_persons
+from smplify3d_core.fit.batches import scatter_persons, select_persons, stack_inputs
 from smplify3d_core.fit.config import FitConfig
 from smplify3d_core.eval.stream import standing_height
 from smplify3d_core.fit.inputs import FitInputs
@@ -15,7 +15,7 @@ from smplify3d_core.pipeline_config import PipelineConfig
 from smplify3d_core.sim.presets import get_preset
 from smplify3d_core.sim.scene import PersonPlacement, simulate_scene
 from smplify3d_core.fit.optimizer import WarmStart
-from smplify3d_core.tracked_fit import RESTART_FLAG, _fit_warm, publish_smoothed
+from smplify3d_core.tracked_fit import RESTART_FLAG, _fit_warm, cut_off_by_image, publish_smoothed
 
 # a small sensor: 640x360 image, fewer beams (fast to simulate and fit)
 PRESET = get_preset("humanm3").with_changes(name="small", image_width=640, image_height=360, focal_px=470.0,
@@ -62,13 +62,16 @@ def test_a_person_standing_still_converges_then_stays_put_and_its_shape_settles(
     assert steps.max() < 0.03, steps
     assert np.mean(errors[3:]) < 0.1
     track = processor.tracker.tracks[0]
-    assert track.good_frames == 5
-    # the track's shape is the mean of its first 5 fits, then held (the later fits keep it)
-    np.testing.assert_allclose(track.shape, np.mean(betas[:5], axis=0), atol=1e-5)
+    assert track.good_frames == 5 and track.shape_fitted and track.shape_data == []  # the kept frames are let go
+    # once settled, the shape fitted to the 5 fused frames together is held: the later fits keep it
     np.testing.assert_allclose(betas[6], track.shape, atol=1e-5)
+    np.testing.assert_allclose(betas[5], track.shape, atol=1e-5)
     # single-frame cold fits of this person are 3.7 cm short on average (1.730 m for 1.767 m over six
-    # frames); the fused shape carries that bias (5.1 cm when 8 fits are fused; the bench reports it per track)
-    assert abs(standing_height(smpl_body, track.shape) - standing_height(smpl_body, BETAS)) < 0.06
+    # frames: the humanm3 preset's strong shape prior); one shape fitted to the frames together, the
+    # prior counted once, is closer (the mean of the 5 fits' betas was 5.1 cm short)
+    mean_error = abs(standing_height(smpl_body, np.mean(betas[:5], axis=0)) - standing_height(smpl_body, BETAS))
+    shape_error = abs(standing_height(smpl_body, track.shape) - standing_height(smpl_body, BETAS))
+    assert shape_error < mean_error and shape_error < 0.04, (shape_error, mean_error)
 
 
 def test_with_the_facing_preset_the_fused_shape_is_within_2_cm_of_the_true_height(smpl_body):
@@ -178,3 +181,84 @@ def test_settled_and_fusing_tracks_are_fitted_apart_each_with_its_schedule(smpl_
         for name in ("betas", "body_pose", "transl", "vertices", "valid"):
             torch.testing.assert_close(getattr(both, name)[k], getattr(alone, name)[0], rtol=0, atol=1e-6)
     assert not torch.equal(both.betas[0], inputs.init_betas[0]) and torch.equal(both.betas[1], inputs.init_betas[1])
+
+
+def _fitted_frames(body, fitter, placements, count):
+    """``count`` frames of ``placements`` fitted cold: [(FitInputs of the frame, FitResult)]."""
+    frames = []
+    for f in range(count):
+        frame = _frame(body, placements, 40 + f)
+        inputs = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar)
+        frames.append((inputs, fitter.fit(inputs)))
+    return frames
+
+
+def test_one_shape_is_fitted_per_group_of_frames_and_the_groups_do_not_mix(smpl_body, fitter):
+    frames = _fitted_frames(smpl_body, fitter, [_standing(-1.0), _standing(1.2, 6.0, -0.4)], 3)
+    # group 0: person 0 in frames 0-2; group 1: person 1 in frames 0-1 (their points differ in number)
+    members = [(f, 0, 0) for f in range(3)] + [(f, 1, 1) for f in range(2)]
+    inputs = stack_inputs([select_persons(frames[f][0], [k]) for f, k, _ in members])
+    assert inputs.batch_size == 5 and inputs.points.shape[1] == max(int(frames[f][0].points_mask[k].sum())
+                                                                     for f, k, _ in members)
+    fits = {name: torch.cat([getattr(frames[f][1], name)[k:k + 1] for f, k, _ in members])
+            for name in ("global_orient", "body_pose", "betas", "transl")}
+    groups = torch.tensor([g for _, _, g in members])
+    betas = fitter.fit_shared_shape(inputs, fits["global_orient"], fits["body_pose"], fits["betas"], fits["transl"], groups)
+    np.testing.assert_allclose(betas[:3].numpy(), betas[:1].expand(3, -1).numpy(), atol=1e-6)  # one shape per group
+    np.testing.assert_allclose(betas[3:].numpy(), betas[3:4].expand(2, -1).numpy(), atol=1e-6)
+    assert float((betas[0] - fits["betas"][:3].mean(0)).abs().max()) > 1e-3  # the fit moved the shape
+    # a group's shape does not depend on the other groups of the batch
+    alone = fitter.fit_shared_shape(select_persons(inputs, [0, 1, 2]), *(v[:3] for v in fits.values()), groups[:3])
+    np.testing.assert_allclose(alone.numpy(), betas[:3].numpy(), atol=1e-4)
+
+
+def test_with_no_shape_fit_steps_a_group_gets_the_mean_of_its_fits(smpl_body):
+    config = FitConfig.preset("humanm3")
+    config.tracking.shape_fit_iterations = 0
+    lazy = build_fitter(smpl_body, config, device="cpu", seed=0)
+    frames = _fitted_frames(smpl_body, lazy, [_standing()], 2)
+    inputs = stack_inputs([frames[0][0], frames[1][0]])
+    fits = [torch.cat([getattr(frames[f][1], name) for f in range(2)])
+            for name in ("global_orient", "body_pose", "betas", "transl")]
+    betas = lazy.fit_shared_shape(inputs, *fits, torch.tensor([0, 0]))
+    np.testing.assert_allclose(betas.numpy(), fits[2].mean(0, keepdim=True).expand(2, -1).numpy(), atol=1e-6)
+
+
+def test_stack_inputs_refuses_frames_with_different_sensor_origins(smpl_body):
+    frame = _frame(smpl_body, [_standing()], 0)
+    one = FitInputs.from_observations(frame.persons, frame.camera, frame.T_cam_lidar)
+    moved = np.array(frame.T_cam_lidar, dtype=np.float64)
+    moved[0, 3] += 0.2
+    other = FitInputs.from_observations(frame.persons, frame.camera, moved)
+    with pytest.raises(ValueError, match="sensor origins"):
+        stack_inputs([one, other])
+
+
+def test_a_person_the_image_cuts_off_is_not_fused_into_its_track_shape(smpl_body, fitter):
+    camera = _frame(smpl_body, [_standing()], 0).camera
+    assert cut_off_by_image([0.0, 50.0, 100.0, 200.0], camera, 2.0)  # touches the left edge
+    assert cut_off_by_image([500.0, 50.0, 140.0, 200.0], camera, 2.0)  # reaches the right edge (640 px)
+    assert not cut_off_by_image([100.0, 50.0, 100.0, 200.0], camera, 2.0)
+    processor = FrameProcessor(PipelineConfig(), fitter)
+    for f in range(3):
+        frame = _frame(smpl_body, [_standing()], f)
+        if f == 1:  # the same person, its box reported at the image's edge
+            frame.persons[0].bbox_xywh = np.array([0.0, 40.0, 200.0, 300.0])
+        outcome = processor.process_observed(frame, stamp=f / 10)
+        assert bool(outcome.fit.result.valid[0])
+    assert processor.tracker.tracks[0].good_frames == 2
+
+
+def test_every_track_of_the_default_sequence_gets_its_true_height_within_2_cm(smpl_body):
+    """The issue's measure on the bench's default sequence (5 persons walking, crossing, entering,
+    waving, crouching; 60 frames at 10 Hz, humanm3 sensor) with the node's default preset: each
+    track's settled shape (one shape fitted to its first 10 whole-body fits) gives the person's
+    standing height within 2 cm (observed: -4, -3, -9, -2, -13 mm)."""
+    from smplify3d_core.bench.sequence import run_mode
+    from smplify3d_core.sim.sequence import SequenceSettings, simulate_sequence
+
+    frames = simulate_sequence(smpl_body, SequenceSettings(), progress=False)
+    report = run_mode(smpl_body, FitConfig.preset("facing"), frames, warm_start=True, device="cpu", seed=0)
+    errors = report["shape_height_error_mm"]
+    assert sorted(errors) == ["p0", "p1", "p2", "p3", "p4"]
+    assert all(abs(e) < 20.0 for e in errors.values()), errors

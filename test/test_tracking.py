@@ -122,6 +122,29 @@ def test_the_track_shape_is_the_mean_of_its_valid_fits_then_held():
     assert tracker.prediction(0, 0.4, np.eye(4)).shape_settled
 
 
+def test_only_fits_that_show_the_whole_person_are_fused_and_their_data_is_kept_until_the_shape_is_set():
+    tracker = PersonTracker(TrackerConfig(shape_frames=2))
+    for f, (beta, whole) in enumerate([(5.0, False), (1.0, True), (7.0, False), (3.0, True), (9.0, True)]):
+        detection = Detection(np.array([0.0, 0.0, 5.0]), _box(0))
+        tracker.begin_frame(f / 10)
+        matches = tracker.associate([detection], f / 10)
+        body = _body([0, 0, 5])
+        body.betas, body.counts_for_shape, body.shape_data = np.full(10, beta), whole, f"frame {f}"
+        tracker.update(f / 10, [detection], matches, [body])
+        if f == 0:  # nothing fused yet: a warm start uses the last valid fit's betas
+            np.testing.assert_allclose(tracker.prediction(0, 0.05, np.eye(4)).betas, np.full(10, 5.0), atol=1e-9)
+            assert tracker.shape_fits_due() == {}
+    track = tracker.tracks[0]
+    assert track.good_frames == 2  # frames 1 and 3; the cut-off frames 0 and 2 and the settled frame 4 are not fused
+    np.testing.assert_allclose(track.shape, np.full(10, 2.0), atol=1e-9)
+    assert tracker.shape_fits_due() == {0: ["frame 1", "frame 3"]}
+    tracker.set_shape(0, np.full(10, 2.5))
+    np.testing.assert_allclose(track.shape, np.full(10, 2.5), atol=1e-9)
+    assert tracker.shape_fits_due() == {} and track.shape_data == [] and track.shape_fitted
+    tracker.restart(0)  # a restart forgets the shape and its kept data
+    assert track.shape is None and not track.shape_fitted
+
+
 def test_box_iou():
     assert box_iou(np.array([0, 0, 10, 10]), np.array([0, 0, 10, 10])) == pytest.approx(1.0)
     assert box_iou(np.array([0, 0, 10, 10]), np.array([5, 0, 10, 10])) == pytest.approx(50 / 150)

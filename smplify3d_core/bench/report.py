@@ -56,8 +56,10 @@ def _mean_pelvis_init(report: dict) -> float:
     return float(np.mean(errors)) if errors else math.nan
 
 
-def print_report(report: dict, out=sys.stdout) -> None:
+def print_report(report: dict, out=None) -> None:
     """Print ``report`` (from :func:`~smplify3d_core.bench.runs.run_benchmark`) as tables to ``out``."""
+    out = sys.stdout if out is None else out  # looked up per call: sys.stdout may be replaced after import
+
     def p(line=""):
         print(line, file=out)
 

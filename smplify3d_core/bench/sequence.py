@@ -107,8 +107,9 @@ def run_sequence_bench(body, fit_config, settings, device="cpu", seed: int = 0, 
     return report
 
 
-def print_sequence_report(report: dict, out=sys.stdout) -> None:
+def print_sequence_report(report: dict, out=None) -> None:
     """The cold / tracked table and the targets."""
+    out = sys.stdout if out is None else out  # looked up per call: sys.stdout may be replaced after import
     s = report["settings"]
     fit = s.get("config_name", s["preset"])
     print(f"sequence: {s['persons']} persons, {s['frames']} frames at {s['fps']:g} Hz, {s['preset']} sensor, fit preset {fit}, "

@@ -83,3 +83,27 @@ def scatter_persons(parts: Sequence[Tuple[Sequence[int], object]], batch: int):
         verdicts = [(indices, record.verdict) for indices, record in parts]
         changes["verdict"] = scatter_persons(verdicts, batch) if all(v is not None for _, v in verdicts) else None
     return dataclasses.replace(first, **changes)
+
+
+def stack_inputs(records: Sequence):
+    """One :class:`~smplify3d_core.fit.inputs.FitInputs` of the persons of ``records`` (FitInputs, e.g. the
+    same person in several frames), in order. The LiDAR points are padded to the longest set (padding
+    masked out). Raises ValueError when the records' sensor origins differ (one batch has one)."""
+    if not records:
+        raise ValueError("stack_inputs needs at least one record")
+    first = records[0]
+    for record in records[1:]:
+        if not torch.allclose(record.sensor_origin.to(first.sensor_origin.device), first.sensor_origin, atol=1e-6):
+            raise ValueError("the records have different sensor origins; a batch has one")
+    longest = max(int(record.points.shape[1]) for record in records)
+    changes = {}
+    for name in _per_person_fields(first):
+        values = [getattr(record, name) for record in records]
+        if isinstance(values[0], torch.Tensor):
+            if name in ("points", "points_mask"):
+                values = [torch.nn.functional.pad(v, (0, 0, 0, longest - v.shape[1]) if v.dim() == 3
+                                                  else (0, longest - v.shape[1])) for v in values]
+            changes[name] = torch.cat([v.to(values[0].device) for v in values])
+        elif isinstance(values[0], list):
+            changes[name] = [item for value in values for item in value]
+    return dataclasses.replace(first, **changes)

@@ -74,13 +74,16 @@ class TrackingFitConfig:
 
     icp_residual_m: float = 0.05
     icp_iterations: int = 30
-    stage2_iterations: int = 15
+    stage2_iterations: int = 10
     settled_stage2_iterations: int = 4
     surface_vertices: int = 1000
     stage3_iterations: int = 2
     learning_rate: float = 0.015
     temporal_pose_weight: float = 30.0
     temporal_transl_weight: float = 300.0
+    shape_fit_iterations: int = 30
+    shape_fit_learning_rate: float = 0.03
+    shape_fit_dot_product_threshold: float = 0.3
 
 
 @dataclass

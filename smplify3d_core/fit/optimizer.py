@@ -212,19 +212,101 @@ class SMPLify3D:
     @torch.no_grad()
     def _coco_affine_in_betas(self, params: dict):
         """The COCO joints of bodies whose pose and translation stay as in ``params`` as an affine function
-        of their betas: (base (B, 17, 3), directions (B, 17, 3, K)) m, joints = base + directions · betas.
+        of their betas: (base (B, 17, 3), directions (B, 17, 3, K)) m, joints = base + directions · betas."""
+        return self._affine_in_betas(params, self.stage1_vertices)[:2]
+
+    @torch.no_grad()
+    def _affine_in_betas(self, params: dict, skinned: "_SkinnedVertices"):
+        """The COCO joints and the surface vertices of ``skinned`` of bodies whose pose and translation stay
+        as in ``params``, as affine functions of their betas: (COCO base (B, 17, 3), COCO directions
+        (B, 17, 3, K), surface base (B, M, 3) or None, surface directions (B, M, 3, K) or None), metres;
+        joints = base + directions · betas.
 
         With the rotations fixed, linear blend skinning is affine in the betas (shaped vertices and rest
-        joints are linear in them, the joint rotations do not depend on them), so one pass through the
-        bones' transforms for betas 0 and each unit vector (no vertex skinned) gives the map exactly."""
+        joints are linear in them, the joint rotations do not depend on them), so one body pass for
+        betas 0 and each unit vector gives the map exactly."""
         batch, count = params["betas"].shape
         dtype, device = params["betas"].dtype, params["betas"].device
         unit = torch.cat([torch.zeros(1, count, dtype=dtype, device=device), torch.eye(count, dtype=dtype, device=device)])
         repeated = {key: params[key].detach().repeat_interleave(count + 1, 0)
                     for key in ("global_orient", "body_pose", "transl")}
         repeated["betas"] = unit.repeat(batch, 1)
-        coco = self._posed(repeated, self.stage1_vertices)[0].reshape(batch, count + 1, 17, 3)
-        return coco[:, 0], (coco[:, 1:] - coco[:, :1]).permute(0, 2, 3, 1)
+        coco, surface = self._posed(repeated, skinned)
+        coco = coco.reshape(batch, count + 1, 17, 3)
+        maps = [coco[:, 0], (coco[:, 1:] - coco[:, :1]).permute(0, 2, 3, 1)]
+        if surface is None:
+            return (*maps, None, None)
+        surface = surface.reshape(batch, count + 1, -1, 3)
+        return (*maps, surface[:, 0], (surface[:, 1:] - surface[:, :1]).permute(0, 2, 3, 1))
+
+    def fit_shared_shape(self, inputs: FitInputs, global_orient: torch.Tensor, body_pose: torch.Tensor,
+                         betas: torch.Tensor, transl: torch.Tensor, groups: torch.Tensor, should_stop=None) -> torch.Tensor:
+        """One shape per group of persons — the frames of one tracked person — fitted to all of them at once
+        with their poses held as fitted (the tracking section's ``shape_fit_*`` keys).
+
+        inputs: B persons (each a frame of its group's person); global_orient (B, 3), body_pose (B, 69)
+        rad, betas (B, 10), transl (B, 3) m: the persons' own fits; groups: (B,) long, 0..G-1.
+        Returns (B, 10) betas, equal within a group. should_stop: see :meth:`fit`.
+
+        The loss is the sum over a group's frames of stage 2's data terms (the hip-aligned reprojection
+        and the chamfer to the LiDAR points) plus the shape prior counted once for the group (a MAP
+        estimate of one body from many views: a per-frame fit pulls a tall or short person towards the
+        mean body once per frame, and averaging such fits keeps that pull). Each frame's translation
+        moves too, so the body's depth follows its new shape. The chamfer compares the points with the
+        surface whose normals face the sensor by more than ``shape_fit_dot_product_threshold``: vertices
+        seen at grazing angles are rarely hit by a sparse scanner, and comparing them pulls the
+        silhouette, and with it the stature, inwards. Poses held fixed make the joints and the surface
+        affine in the betas, so each step costs a few tensor products rather than a body pass.
+        A person whose loss turns non-finite keeps its group's starting shape."""
+        cfg, schedule = self.config, self.config.tracking
+        groups = groups.to(self.device, torch.long)
+        count = int(groups.max()) + 1 if groups.numel() else 0
+        members = torch.zeros(count, dtype=betas.dtype, device=self.device).index_add_(
+            0, groups, torch.ones_like(groups, dtype=betas.dtype))
+        start = torch.zeros(count, betas.shape[1], dtype=betas.dtype, device=self.device).index_add_(
+            0, groups, betas.to(self.device)) / members[:, None]
+        params = {"global_orient": global_orient.to(self.device), "body_pose": body_pose.to(self.device),
+                  "betas": start[groups], "transl": transl.to(self.device)}
+        if schedule.shape_fit_iterations <= 0 or not len(groups):
+            return params["betas"].cpu()
+        visibility = (keypoint_visibility(inputs.confidence, inputs.lidar_flag, cfg.joint_conf_threshold)
+                      if cfg.visibility_filter else all_visible(inputs.batch_size, self.device))
+        image_conf = inputs.confidence * visibility.image_keypoints
+        use_3d = (inputs.points_mask.sum(1) >= cfg.min_lidar_points) & torch.tensor(cfg.use_lidar, device=self.device)
+        skinned, columns = self._warm_surface(schedule.surface_vertices)
+        coco_base, coco_dirs, surface_base, surface_dirs = self._affine_in_betas(params, skinned)
+        with torch.no_grad():
+            vertices = self.body(**params).vertices
+            mask = self.surface.mask(vertices, visibility.lidar_parts, inputs.sensor_origin,
+                                     schedule.shape_fit_dot_product_threshold)[:, columns] & use_3d[:, None]
+        points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
+        transl0 = params["transl"].clone()
+        prior_share = 1.0 / members[groups]
+
+        def loss_fn(p):
+            coco = coco_base + torch.einsum("bjck,bk->bjc", coco_dirs, p["betas"])
+            loss = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, cfg.stage2.sigma_px, True)
+            loss = loss + cfg.stage2.shape_weight ** 2 * prior_share * shape_prior(p["betas"])
+            if cfg.use_lidar:
+                surface = (surface_base + torch.einsum("bmck,bk->bmc", surface_dirs, p["betas"])
+                           + (p["transl"] - transl0)[:, None])
+                loss = loss + cfg.stage2.pointcloud_weight ** 2 * self._chamfer(surface, mask, inputs, use_3d, points_index)
+            return loss
+
+        usable = inputs.usable.to(self.device)
+        active = usable.clone()
+        self._run_stage("shape", params, ("betas", "transl"), schedule.shape_fit_iterations, loss_fn, active,
+                        [[] for _ in range(inputs.batch_size)], {}, should_stop, schedule.shape_fit_learning_rate,
+                        shared={"betas": groups})
+        # the members of a group moved together; a group with a member whose loss turned non-finite
+        # (its betas held from that step on) keeps its starting shape, as does a group with none usable
+        spoiled = torch.zeros(count, dtype=torch.long, device=self.device).index_add_(
+            0, groups, (usable & ~active).to(torch.long)) > 0
+        moved = torch.zeros(count, dtype=torch.long, device=self.device).index_add_(0, groups, active.to(torch.long)) > 0
+        fitted = torch.zeros_like(start).index_copy_(0, groups[active], params["betas"][active]) if bool(active.any()) \
+            else start.clone()
+        fitted = torch.where((moved & ~spoiled)[:, None], fitted, start)
+        return fitted[groups].cpu()
 
     def rest_pelvis(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 3) the rest-pose pelvis (SMPL joint 0) of shapes ``betas`` (B, 10), metres."""
@@ -270,7 +352,7 @@ class SMPLify3D:
 
     def _run_stage(self, name: str, params: dict, trainable: tuple, iterations: int, loss_fn, active: torch.Tensor,
                    flags: list, result_losses: dict, should_stop=None, learning_rate: Optional[float] = None,
-                   frozen: Optional[dict] = None) -> None:
+                   frozen: Optional[dict] = None, shared: Optional[dict] = None) -> None:
         """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses.
         frozen: parameter name -> (B,) bool, persons whose parameter stays as it is. ``active`` (B,) is
         updated in place; a person whose loss turned non-finite is flagged once the stage ends (no
@@ -279,6 +361,9 @@ class SMPLify3D:
             return
         frozen = frozen or {}
         leaves = {k: params[k].detach().clone().requires_grad_(True) for k in trainable}
+        for key, groups in (shared or {}).items():
+            if key in leaves:
+                leaves[key].register_hook(lambda grad, g=groups: torch.zeros_like(grad).index_add_(0, g, grad)[g])
         optimizer = torch.optim.Adam(list(leaves.values()), lr=learning_rate or self.config.learning_rate,
                                      betas=(0.9, 0.999))
         last_good = {k: v.detach().clone() for k, v in leaves.items()}
