@@ -83,6 +83,7 @@ class TrackingFitConfig:
     temporal_transl_weight: float = 300.0
     shape_fit_iterations: int = 30
     shape_fit_learning_rate: float = 0.03
+    shape_fit_pointcloud_weight: float = 0.0
     shape_fit_dot_product_threshold: float = 0.3
 
 

@@ -248,15 +248,16 @@ class SMPLify3D:
         rad, betas (B, 10), transl (B, 3) m: the persons' own fits; groups: (B,) long, 0..G-1.
         Returns (B, 10) betas, equal within a group. should_stop: see :meth:`fit`.
 
-        The loss is the sum over a group's frames of stage 2's data terms (the hip-aligned reprojection
-        and the chamfer to the LiDAR points) plus the shape prior counted once for the group (a MAP
-        estimate of one body from many views: a per-frame fit pulls a tall or short person towards the
-        mean body once per frame, and averaging such fits keeps that pull). Each frame's translation
-        moves too, so the body's depth follows its new shape. The chamfer compares the points with the
-        surface whose normals face the sensor by more than ``shape_fit_dot_product_threshold``: vertices
-        seen at grazing angles are rarely hit by a sparse scanner, and comparing them pulls the
-        silhouette, and with it the stature, inwards. Poses held fixed make the joints and the surface
-        affine in the betas, so each step costs a few tensor products rather than a body pass.
+        The loss is the sum over a group's frames of stage 2's hip-aligned reprojection term plus the
+        shape prior counted once for the group (a MAP estimate of one body from many views: a per-frame
+        fit pulls a tall or short person towards the mean body once per frame, and averaging such fits
+        keeps that pull). The LiDAR enters through each frame's held pose and depth, which its own fit
+        took from the points. With ``shape_fit_pointcloud_weight`` > 0 a chamfer term to the points is
+        added (each frame's translation then moves too), on the surface whose normals face the sensor
+        by more than ``shape_fit_dot_product_threshold``; on the simulator it made the bodies thinner
+        (girth and limb thickness, which a front-only scan and the keypoints hardly see) and raised
+        PVE, hence the default 0. Poses held fixed make the joints (and the surface) affine in the
+        betas, so each step costs a few tensor products rather than a body pass.
         A person whose loss turns non-finite keeps its group's starting shape."""
         cfg, schedule = self.config, self.config.tracking
         groups = groups.to(self.device, torch.long)
@@ -272,14 +273,18 @@ class SMPLify3D:
         visibility = (keypoint_visibility(inputs.confidence, inputs.lidar_flag, cfg.joint_conf_threshold)
                       if cfg.visibility_filter else all_visible(inputs.batch_size, self.device))
         image_conf = inputs.confidence * visibility.image_keypoints
-        use_3d = (inputs.points_mask.sum(1) >= cfg.min_lidar_points) & torch.tensor(cfg.use_lidar, device=self.device)
-        skinned, columns = self._warm_surface(schedule.surface_vertices)
-        coco_base, coco_dirs, surface_base, surface_dirs = self._affine_in_betas(params, skinned)
-        with torch.no_grad():
-            vertices = self.body(**params).vertices
-            mask = self.surface.mask(vertices, visibility.lidar_parts, inputs.sensor_origin,
-                                     schedule.shape_fit_dot_product_threshold)[:, columns] & use_3d[:, None]
-        points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None]) if cfg.use_lidar else None
+        use_points = cfg.use_lidar and schedule.shape_fit_pointcloud_weight > 0
+        if use_points:
+            use_3d = (inputs.points_mask.sum(1) >= cfg.min_lidar_points)
+            skinned, columns = self._warm_surface(schedule.surface_vertices)
+            coco_base, coco_dirs, surface_base, surface_dirs = self._affine_in_betas(params, skinned)
+            with torch.no_grad():
+                vertices = self.body(**params).vertices
+                mask = self.surface.mask(vertices, visibility.lidar_parts, inputs.sensor_origin,
+                                         schedule.shape_fit_dot_product_threshold)[:, columns] & use_3d[:, None]
+            points_index = self._nearest_index(inputs.points, inputs.points_mask & use_3d[:, None])
+        else:
+            coco_base, coco_dirs = self._coco_affine_in_betas(params)
         transl0 = params["transl"].clone()
         prior_share = 1.0 / members[groups]
 
@@ -287,15 +292,17 @@ class SMPLify3D:
             coco = coco_base + torch.einsum("bjck,bk->bjc", coco_dirs, p["betas"])
             loss = reprojection_loss(coco, inputs.keypoints, image_conf, inputs.K, cfg.stage2.sigma_px, True)
             loss = loss + cfg.stage2.shape_weight ** 2 * prior_share * shape_prior(p["betas"])
-            if cfg.use_lidar:
+            if use_points:
                 surface = (surface_base + torch.einsum("bmck,bk->bmc", surface_dirs, p["betas"])
                            + (p["transl"] - transl0)[:, None])
-                loss = loss + cfg.stage2.pointcloud_weight ** 2 * self._chamfer(surface, mask, inputs, use_3d, points_index)
+                loss = loss + schedule.shape_fit_pointcloud_weight ** 2 * self._chamfer(surface, mask, inputs, use_3d,
+                                                                                         points_index)
             return loss
 
         usable = inputs.usable.to(self.device)
         active = usable.clone()
-        self._run_stage("shape", params, ("betas", "transl"), schedule.shape_fit_iterations, loss_fn, active,
+        trainable = ("betas", "transl") if use_points else ("betas",)
+        self._run_stage("shape", params, trainable, schedule.shape_fit_iterations, loss_fn, active,
                         [[] for _ in range(inputs.batch_size)], {}, should_stop, schedule.shape_fit_learning_rate,
                         shared={"betas": groups})
         # the members of a group moved together; a group with a member whose loss turned non-finite
@@ -354,7 +361,9 @@ class SMPLify3D:
                    flags: list, result_losses: dict, should_stop=None, learning_rate: Optional[float] = None,
                    frozen: Optional[dict] = None, shared: Optional[dict] = None) -> None:
         """Adam on ``trainable`` for ``iterations`` steps; guards each person against non-finite losses.
-        frozen: parameter name -> (B,) bool, persons whose parameter stays as it is. ``active`` (B,) is
+        frozen: parameter name -> (B,) bool, persons whose parameter stays as it is. shared: parameter
+        name -> (B,) long group index: every person of a group gets the group's summed gradient, so
+        persons that start equal stay equal (one parameter fitted to all of them). ``active`` (B,) is
         updated in place; a person whose loss turned non-finite is flagged once the stage ends (no
         host round trip inside the loop). Raises FitCancelled before a step when ``should_stop()`` is true."""
         if iterations <= 0 or not trainable:
