@@ -17,9 +17,10 @@ is processed:
    into its track's shape only when the image shows the whole person (its box stays
    ``tracker.shape_border_px`` from the image border); each fused fit keeps its inputs and raw
    parameters (:class:`ShapeFrame`) until the track has ``tracker.shape_frames`` of them. Then one
-   shape is fitted to all of them together (:meth:`SMPLify3D.fit_shared_shape`: poses held, the
-   shape prior counted once) and becomes the track's settled shape — the mean of per-frame fits
-   would keep each frame's pull towards the mean body;
+   shape is fitted to all of them together (:meth:`SMPLify3D.fit_shared_shape`: the frames'
+   keypoints, each frame's pose and depth held as its own fit left them, the shape prior counted
+   once) and becomes the track's settled shape — the mean of per-frame fits would keep each frame's
+   pull towards the mean body;
 5. with ``tracker.smooth_output``, each person whose track had a valid fit before is published
    smoothed (:func:`publish_smoothed`): the pelvis from the motion filter, the body pose from the
    pose filter, the root orientation and shape of the fit. A smoothed body whose joints stray

@@ -33,6 +33,10 @@ the prediction:
 ``temporal_pose_weight² · Σ (θ − θ_pred)²`` (rad²) in stage 2 and
 ``temporal_transl_weight² · ‖t − t_pred‖²`` (m²) in stage 3. Persons whose track shape is settled
 keep their betas fixed.
+
+:meth:`SMPLify3D.fit_shared_shape` settles a track's shape: one betas vector fitted to the
+keypoints of the track's kept frames together, each frame's pose and depth held, the shape prior
+counted once (the ``shape_fit_*`` keys of the ``tracking`` section).
 """
 from __future__ import annotations
 
