@@ -33,6 +33,8 @@ class TrackerConfig:
                                        "predicted position (widened while the track goes unseen)", min=0.05)
     max_age: float = setting(1.0, "seconds a track survives without being seen (short occlusions keep the id)",
                              min=0)
+    min_missed_frames: int = setting(1, "frames in a row a track must go unmatched before max_age can end it (a node "
+                                        "whose frames come further apart than max_age keeps its ids)", min=0)
     box_weight: float = setting(0.5, "weight of (1 - box IoU) against the normalised 3D distance in association",
                                 min=0)
     max_warm_gap: float = setting(0.35, "seconds since a track's last valid fit beyond which it is fitted cold "

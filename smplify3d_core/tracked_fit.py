@@ -288,7 +288,9 @@ def fit_tracked_frame(frame: FrameObservation, fitter: SMPLify3D, tracker: Perso
         bodies[i] = FittedBody(valid=bool(merged.valid[k]), pelvis=transform_points(T_track_cam, pelvis)[0],
                                root_rotation=T_track_cam[:3, :3] @ root, body_pose=merged.body_pose[k].double().numpy(),
                                betas=merged.betas[k].double().numpy(), counts_for_shape=whole, shape_data=shape_data)
-    had_fit = [m is not None and tracker.tracks[m].pose is not None for m in matches]
+    # smoothing needs a recent fit: across a longer gap the filters have nothing to add to the fit
+    had_fit = [m is not None and tracker.tracks[m].pose is not None and tracker.tracks[m].last_fit is not None
+               and stamp - tracker.tracks[m].last_fit <= config.tracker.max_warm_gap for m in matches]
     ids = tracker.update(stamp, detections, matches, bodies)
     shape_seconds = fit_settled_shapes(fitter, tracker, should_stop)
     if shape_seconds:

@@ -6,8 +6,10 @@ robot's own motion is not mistaken for the person's.
 
 Per frame, before the fit:
 
-1. :meth:`PersonTracker.begin_frame` ends tracks not seen for ``max_age`` seconds (deaths) and
-   clears everything when time went backwards (a looping bag, a restarted simulator).
+1. :meth:`PersonTracker.begin_frame` ends tracks not seen for ``max_age`` seconds that also went
+   unmatched in at least ``min_missed_frames`` frames (deaths: a node whose frames come further
+   apart than ``max_age`` keeps its ids) and clears everything when time went backwards (a looping
+   bag, a restarted simulator).
 2. :meth:`PersonTracker.associate` matches the frame's :class:`Detection` s to the tracks: a
    detection with LiDAR points is placed at the median of its points (its cluster) and compared
    with each track's constant-velocity prediction (a Kalman filter on the pelvis, plus the track's
@@ -30,7 +32,8 @@ The pose filter is a constant-velocity (alpha-beta) filter on the 69 body-pose a
 filtered pose θ_f and rate θ̇ of the last fit, a new fit θ ``dt`` seconds later and the prediction
 ``θ̂ = θ_f + dt · θ̇``, the filtered pose becomes ``θ̂ + pose_alpha · (θ − θ̂)`` and the rate
 ``θ̇ + pose_beta · (θ − θ̂) / dt``
-(``pose_alpha = pose_beta = 1``: the fit itself and its last frame-to-frame change). The filtered
+(``pose_alpha = pose_beta = 1``: the fit itself and its last frame-to-frame change). A fit more
+than ``max_warm_gap`` after the last one restarts the filter (the fit, rate 0). The filtered
 pose and the filtered pelvis (the motion filter's position) are what
 :meth:`PersonTracker.smoothed_body` gives for publishing.
 """
@@ -91,7 +94,8 @@ class Track:
     filter's state at ``pose_stamp`` (s; None before the first valid fit); root_rotation (3, 3) of the
     last valid fit (tracking frame); shape_sum / good_frames: sum of the betas of the fused fits and
     their number; shape_data: the fused fits' ``FittedBody.shape_data`` (until the shape is settled);
-    shape_fitted: the settled shape was replaced by :meth:`PersonTracker.set_shape`.
+    shape_fitted: the settled shape was replaced by :meth:`PersonTracker.set_shape`; missed_frames:
+    frames in a row in which the track went unmatched.
     """
 
     id: int
@@ -111,6 +115,7 @@ class Track:
     shape_data: list = field(default_factory=list)
     shape_fitted: bool = False
     last_betas: Optional[np.ndarray] = None
+    missed_frames: int = 0
 
     @property
     def shape(self) -> Optional[np.ndarray]:
@@ -174,8 +179,9 @@ class PersonTracker:
 
     # ------------------------------------------------------------------ per frame
     def begin_frame(self, stamp: float) -> None:
-        """Start the frame at ``stamp`` (s): end tracks older than ``max_age`` without a detection;
-        restart when time went backwards by more than half a second."""
+        """Start the frame at ``stamp`` (s): end tracks unseen for more than ``max_age`` s that went unmatched
+        in at least ``min_missed_frames`` frames; restart when time went backwards by more than half a
+        second."""
         stamp = float(stamp)
         self.births, self.deaths = [], []
         if self._last_stamp is not None and stamp < self._last_stamp - TIME_JUMP_S:
@@ -183,7 +189,8 @@ class PersonTracker:
             self.reset()
         self._last_stamp = stamp
         for track_id in sorted(self.tracks):
-            if stamp - self.tracks[track_id].last_seen > self.config.max_age:
+            track = self.tracks[track_id]
+            if stamp - track.last_seen > self.config.max_age and track.missed_frames >= self.config.min_missed_frames:
                 self.deaths.append(track_id)
                 del self.tracks[track_id]
 
@@ -273,6 +280,9 @@ class PersonTracker:
                 self._take_fit(track, detection, body, stamp)
             elif detection.position is not None:
                 self._correct(track, detection.position - track.offset)
+        matched = {m for m in matches if m is not None}
+        for track_id, track in self.tracks.items():
+            track.missed_frames = 0 if track_id in matched or track.born == stamp else track.missed_frames + 1
         return ids
 
     def smoothed_body(self, track_id: int):
@@ -326,6 +336,9 @@ class PersonTracker:
         dt = stamp - track.pose_stamp if track.pose is not None else 0.0
         if dt <= 0.0:  # the first fit (or a second one at the same stamp) is taken as it is
             track.pose = fitted_pose.copy()
+        elif dt > self.config.max_warm_gap:  # too long a gap to filter across: the fit, at rest
+            track.pose = fitted_pose.copy()
+            track.pose_rate = np.zeros_like(track.pose_rate)
         else:
             predicted = self._predicted_pose(track, stamp)
             innovation = fitted_pose - predicted

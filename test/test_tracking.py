@@ -75,6 +75,32 @@ def test_tracks_die_after_max_age_and_ids_are_never_reused():
     assert _step(tracker, 0.7, [[0, 0, 5], [3, 0, 8]]) == [0, 2]
 
 
+def test_a_node_slower_than_max_age_keeps_its_ids_and_a_track_dies_only_after_a_missed_frame():
+    """Frames 1.5 s apart (a 0.67 Hz node) with max_age 1 s: a track is never ended before the frame
+    that could have matched it; one that went unmatched in a frame ends at the next."""
+    tracker = PersonTracker(TrackerConfig(max_age=1.0))
+    for t in range(4):  # two people walking at 1 m/s, 1.5 m per frame
+        assert _step(tracker, 1.5 * t, [[1.5 * t, 0, 5], [-1.5 * t, 0, 9]]) == [0, 1]
+        assert tracker.deaths == []
+    _step(tracker, 6.0, [[6.0, 0, 5]])  # the second person is not seen: its track misses one frame
+    assert sorted(tracker.tracks) == [0, 1] and tracker.tracks[1].missed_frames == 1
+    assert _step(tracker, 7.5, [[7.5, 0, 5]]) == [0] and tracker.deaths == [1]
+    # with min_missed_frames 0 the old rule: every track older than max_age ends before association
+    eager = PersonTracker(TrackerConfig(max_age=1.0, min_missed_frames=0))
+    _step(eager, 0.0, [[0, 0, 5]])
+    assert _step(eager, 1.5, [[1.5, 0, 5]]) == [1] and eager.deaths == [0]
+
+
+def test_the_pose_filter_restarts_after_a_gap_longer_than_max_warm_gap():
+    tracker = PersonTracker(TrackerConfig(pose_alpha=0.5, pose_beta=0.5, max_warm_gap=0.35))
+    poses = [np.zeros(69), np.full(69, 0.1), np.full(69, 0.5)]
+    _, filtered = _feed_poses(tracker, poses[:2], dt=0.1)
+    assert float(filtered[1][0]) == pytest.approx(0.05, abs=1e-12)  # filtered: halfway to the fit
+    _, slow = _feed_poses(PersonTracker(TrackerConfig(pose_alpha=0.5, pose_beta=0.5, max_warm_gap=0.35,
+                                                      max_age=5.0)), poses, dt=1.0)
+    np.testing.assert_allclose(slow[-1], poses[-1], atol=1e-12)  # 1 s apart: each fit taken as it is
+
+
 def test_time_going_backwards_restarts_the_tracker():
     tracker = PersonTracker(TrackerConfig())
     _step(tracker, 10.0, [[0, 0, 5]])
