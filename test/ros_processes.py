@@ -45,6 +45,16 @@ def start_ros_module(module: str, params: dict, env: dict) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def finish_process(process: subprocess.Popen, timeout: float = 30.0) -> str:
+    """Let ``process`` end by itself within ``timeout`` s (e.g. a bag player whose last messages the test has
+    already seen: on a busy machine its shutdown takes a moment), then :func:`stop_process` it."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+    return stop_process(process)
+
+
 def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> str:
     """SIGTERM (as launch does), kill after ``timeout`` s; returns what the process printed."""
     if process.poll() is None:
