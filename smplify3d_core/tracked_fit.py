@@ -111,19 +111,21 @@ def fit_settled_shapes(fitter: SMPLify3D, tracker: PersonTracker, should_stop=No
     if not due:
         return 0.0
     start = time.perf_counter()
-    kept = [(track_id, frame) for track_id, frames in due.items() for frame in frames]
-    groups = torch.tensor([list(due).index(track_id) for track_id, _ in kept], dtype=torch.long)
+    kept = [frame for frames in due.values() for frame in frames]
+    groups = torch.cat([torch.full((len(frames),), g, dtype=torch.long) for g, frames in enumerate(due.values())])
     try:
-        inputs = stack_inputs([frame.inputs for _, frame in kept])
+        inputs = stack_inputs([frame.inputs for frame in kept])
     except ValueError:
         for track_id in due:
             tracker.set_shape(track_id, None)
         return time.perf_counter() - start
-    betas = fitter.fit_shared_shape(inputs, *(torch.cat([getattr(frame, name) for _, frame in kept])
+    betas = fitter.fit_shared_shape(inputs, *(torch.cat([getattr(frame, name) for frame in kept])
                                               for name in ("global_orient", "body_pose", "betas", "transl")),
                                     groups, should_stop=should_stop)
-    for g, track_id in enumerate(due):
-        tracker.set_shape(track_id, betas[int(torch.nonzero(groups == g)[0])].double().numpy())
+    first = 0  # each group's rows are consecutive; all of them hold the group's shape
+    for track_id, frames in due.items():
+        tracker.set_shape(track_id, betas[first].double().numpy())
+        first += len(frames)
     return time.perf_counter() - start
 
 

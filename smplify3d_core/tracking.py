@@ -282,7 +282,7 @@ class PersonTracker:
                 self._correct(track, detection.position - track.offset)
         matched = {m for m in matches if m is not None}
         for track_id, track in self.tracks.items():
-            track.missed_frames = 0 if track_id in matched or track.born == stamp else track.missed_frames + 1
+            track.missed_frames = 0 if track_id in matched or track_id in self.births else track.missed_frames + 1
         return ids
 
     def smoothed_body(self, track_id: int):

@@ -309,15 +309,12 @@ class SMPLify3D:
         self._run_stage("shape", params, trainable, schedule.shape_fit_iterations, loss_fn, active,
                         [[] for _ in range(inputs.batch_size)], {}, should_stop, schedule.shape_fit_learning_rate,
                         shared={"betas": groups})
-        # the members of a group moved together; a group with a member whose loss turned non-finite
-        # (its betas held from that step on) keeps its starting shape, as does a group with none usable
+        # the active members of a group moved together; a group with none keeps its starting shape, and so
+        # does one with a member whose loss turned non-finite (its betas held from that step on)
         spoiled = torch.zeros(count, dtype=torch.long, device=self.device).index_add_(
             0, groups, (usable & ~active).to(torch.long)) > 0
-        moved = torch.zeros(count, dtype=torch.long, device=self.device).index_add_(0, groups, active.to(torch.long)) > 0
-        fitted = torch.zeros_like(start).index_copy_(0, groups[active], params["betas"][active]) if bool(active.any()) \
-            else start.clone()
-        fitted = torch.where((moved & ~spoiled)[:, None], fitted, start)
-        return fitted[groups].cpu()
+        fitted = start.clone().index_copy_(0, groups[active], params["betas"][active])
+        return torch.where(spoiled[:, None], start, fitted)[groups].cpu()
 
     def rest_pelvis(self, betas: torch.Tensor) -> torch.Tensor:
         """(B, 3) the rest-pose pelvis (SMPL joint 0) of shapes ``betas`` (B, 10), metres."""
